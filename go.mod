@@ -1,0 +1,3 @@
+module github.com/modgate/modgate
+
+go 1.26

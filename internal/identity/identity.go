@@ -1,0 +1,41 @@
+// Package identity defines who made a request, as established by authentication.
+// It is the one type that auth produces and that policy, audit and the server consume.
+package identity
+
+import "context"
+
+// Method says how an identity was established.
+type Method string
+
+const (
+	MethodAnonymous Method = "anonymous" // only where authentication is off (loopback development)
+	MethodMTLS      Method = "mtls"      // verified client certificate
+	MethodOIDC      Method = "oidc"      // OIDC ID/access token
+	MethodToken     Method = "token"     // modgate API token
+)
+
+// Identity is a verified caller.
+type Identity struct {
+	Subject string   // stable subject: certificate identity, OIDC sub/email, token subject
+	Teams   []string // teams the caller belongs to, as mapped by auth
+	Method  Method
+	// CertFingerprint is the SHA-256 of the client certificate (hex), when one was presented.
+	CertFingerprint string
+	// TokenID identifies the API token used (never the secret), when one was used.
+	TokenID string
+	// Scopes limits an API token to some actions; empty means unrestricted.
+	Scopes []string
+}
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying id.
+func NewContext(ctx context.Context, id *Identity) context.Context {
+	return context.WithValue(ctx, ctxKey{}, id)
+}
+
+// FromContext returns the identity in ctx, or nil.
+func FromContext(ctx context.Context) *Identity {
+	id, _ := ctx.Value(ctxKey{}).(*Identity)
+	return id
+}
