@@ -20,6 +20,7 @@ var (
 	Unauthenticated  = errors.New("unauthenticated")       // 401
 	PermissionDenied = errors.New("permission denied")     // 403
 	NotFound         = errors.New("not found")             // 404
+	MethodNotAllowed = errors.New("method not allowed")    // 405
 	Conflict         = errors.New("conflict")              // 409
 	Gone             = errors.New("gone")                  // 410
 	TooLarge         = errors.New("too large")             // 413
@@ -37,6 +38,7 @@ var statuses = []struct {
 	{Unauthenticated, http.StatusUnauthorized},
 	{PermissionDenied, http.StatusForbidden},
 	{NotFound, http.StatusNotFound},
+	{MethodNotAllowed, http.StatusMethodNotAllowed},
 	{Conflict, http.StatusConflict},
 	{Gone, http.StatusGone},
 	{TooLarge, http.StatusRequestEntityTooLarge},

@@ -1,0 +1,273 @@
+// Package cache is modgate's read-through object cache. It decides when a stored
+// object may be served (immutable objects forever, lists and queries for a TTL, stale
+// copies when every upstream fails), remembers recent not-founds, and makes sure that
+// any number of concurrent requests for one missing object cause exactly one fetch,
+// whose bytes stream to every waiting client while they are being written to storage.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/metrics"
+	"github.com/modgate/modgate/internal/storage"
+)
+
+// Fetched is an object's bytes as a source delivers them.
+type Fetched struct {
+	Body   io.ReadCloser
+	Size   int64  // -1 when unknown
+	Source string // where the bytes came from, for logs and audit
+}
+
+// Spec says what to get and how it may be cached.
+type Spec struct {
+	Key       string
+	Immutable bool
+	// TTL is how long a mutable object is served without asking the source again.
+	TTL time.Duration
+	// MaxSize bounds the object; a source sending more is an error.
+	MaxSize int64
+	// Fetch gets the object from its source. It runs on a context detached from the
+	// requesting client, so a client hanging up does not abort a fetch others share.
+	Fetch func(ctx context.Context) (*Fetched, error)
+	// Check validates the complete object before it is stored or its last byte is
+	// released to any client. It reads f with ReadAt; f holds exactly size bytes.
+	Check func(f *os.File, size int64) error
+}
+
+// Entry is a servable object. Exactly one of Object and Stream is set.
+type Entry struct {
+	// Object is a stored object; it supports Seek, so byte ranges can be served.
+	Object storage.Object
+	// Stream is an object still being fetched; it ends with an error rather than a
+	// clean EOF if the fetch fails, so a truncated object is never served as whole.
+	Stream  io.ReadCloser
+	Size    int64 // -1 when unknown
+	ModTime time.Time
+	// Result is "hit", "miss" or "stale"; Source names where the bytes came from.
+	Result string
+	Source string
+}
+
+// Close releases the entry's reader.
+func (e *Entry) Close() error {
+	if e.Object != nil {
+		return e.Object.Close()
+	}
+	return e.Stream.Close()
+}
+
+// Config tunes the cache.
+type Config struct {
+	NegativeTTL time.Duration // how long a not-found answer is remembered
+}
+
+// Cache is safe for concurrent use.
+type Cache struct {
+	store storage.Store
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics.Metrics
+	neg   *negativeCache
+
+	mu       sync.Mutex
+	inflight map[string]*fill
+}
+
+// New returns a cache over store.
+func New(store storage.Store, cfg Config, log *slog.Logger, m *metrics.Metrics) *Cache {
+	return &Cache{
+		store:    store,
+		cfg:      cfg,
+		log:      log,
+		m:        m,
+		neg:      newNegativeCache(100_000),
+		inflight: make(map[string]*fill),
+	}
+}
+
+// Forget drops any remembered not-found answer for key, for an object that has
+// just come into existence.
+func (c *Cache) Forget(key string) { c.neg.forget(key) }
+
+// Store returns the underlying store.
+func (c *Cache) Store() storage.Store { return c.store }
+
+// Get returns the object named by spec, from storage or from its source.
+func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
+	if err := c.neg.get(spec.Key); err != nil {
+		c.m.Cache.WithLabelValues("negative").Inc()
+		return nil, err
+	}
+	info, err := c.store.Stat(ctx, spec.Key)
+	switch {
+	case err == nil:
+		if spec.Immutable || time.Since(info.ModTime) < spec.TTL {
+			if e, err := c.open(ctx, spec.Key, "hit", "cache"); err == nil || !errors.Is(err, derrors.NotFound) {
+				return e, err
+			}
+			// Deleted between Stat and Open: fetch it again.
+		} else {
+			return c.refresh(ctx, spec)
+		}
+	case !errors.Is(err, derrors.NotFound):
+		return nil, err
+	}
+
+	c.m.Cache.WithLabelValues("miss").Inc()
+	f := c.join(spec)
+	if !spec.Immutable {
+		defer f.release()
+		if err := f.wait(ctx); err != nil {
+			return nil, err
+		}
+		return c.open(ctx, spec.Key, "miss", f.source)
+	}
+	// Immutable objects stream to the client while they are being fetched.
+	if err := f.waitStarted(ctx); err != nil {
+		f.release()
+		return nil, err
+	}
+	return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
+}
+
+// refresh revalidates a stale mutable object, serving the stale copy when the source
+// fails with anything but a definite not-found.
+func (c *Cache) refresh(ctx context.Context, spec Spec) (*Entry, error) {
+	f := c.join(spec)
+	defer f.release()
+	err := f.wait(ctx)
+	if err == nil {
+		c.m.Cache.WithLabelValues("miss").Inc()
+		return c.open(ctx, spec.Key, "miss", f.source)
+	}
+	if errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone) || ctx.Err() != nil {
+		return nil, err
+	}
+	c.log.WarnContext(ctx, "serving stale object: every source failed", "key", spec.Key, "err", err)
+	c.m.Cache.WithLabelValues("stale").Inc()
+	return c.open(ctx, spec.Key, "stale", "cache")
+}
+
+func (c *Cache) open(ctx context.Context, key, result, source string) (*Entry, error) {
+	obj, err := c.store.Open(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if result == "hit" {
+		c.m.Cache.WithLabelValues("hit").Inc()
+	}
+	info := obj.Info()
+	return &Entry{Object: obj, Size: info.Size, ModTime: info.ModTime, Result: result, Source: source}, nil
+}
+
+// join returns the in-flight fill for spec.Key, starting one if there is none. The
+// caller holds a reference and must release it.
+func (c *Cache) join(spec Spec) *fill {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f, ok := c.inflight[spec.Key]; ok {
+		f.acquire()
+		return f
+	}
+	f := newFill(spec.Key)
+	f.acquire() // the caller's
+	f.acquire() // the fetching goroutine's
+	c.inflight[spec.Key] = f
+	go c.run(f, spec)
+	return f
+}
+
+func (c *Cache) forget(f *fill) {
+	c.mu.Lock()
+	if c.inflight[f.key] == f {
+		delete(c.inflight, f.key)
+	}
+	c.mu.Unlock()
+}
+
+// fetchTimeout bounds a whole fetch as a last resort; stalls are caught sooner by
+// the upstream's idle timeout.
+const fetchTimeout = 30 * time.Minute
+
+func (c *Cache) run(f *fill, spec Spec) {
+	defer f.release()
+	c.m.InflightFetches.Inc()
+	defer c.m.InflightFetches.Dec()
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+
+	err := c.fetchInto(ctx, f, spec)
+	if err != nil && (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) {
+		c.neg.put(spec.Key, err, c.cfg.NegativeTTL)
+	}
+	// Forget before finishing: a request arriving after this point must find the
+	// stored object (or start a new fetch), not a finished fill.
+	c.forget(f)
+	f.finish(err)
+	if err != nil {
+		c.log.Debug("fetch failed", "key", spec.Key, "err", err)
+	}
+}
+
+func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
+	tmp, err := os.CreateTemp(c.store.ScratchDir(), "fill-*")
+	if err != nil {
+		return fmt.Errorf("cache: creating temporary file: %w", err)
+	}
+	f.setFile(tmp)
+
+	src, err := spec.Fetch(ctx)
+	if err != nil {
+		return err
+	}
+	defer src.Body.Close()
+	if spec.MaxSize > 0 && src.Size > spec.MaxSize {
+		return derrors.New(derrors.BadUpstream, "upstream object is %d bytes, over the %d-byte limit", src.Size, spec.MaxSize)
+	}
+	f.start(src.Size, src.Source)
+
+	buf := make([]byte, 128<<10)
+	var n int64
+	for {
+		k, rerr := src.Body.Read(buf)
+		if k > 0 {
+			if spec.MaxSize > 0 && n+int64(k) > spec.MaxSize {
+				return derrors.New(derrors.BadUpstream, "upstream object exceeds the %d-byte limit", spec.MaxSize)
+			}
+			if _, werr := tmp.Write(buf[:k]); werr != nil {
+				return fmt.Errorf("cache: writing %s: %w", spec.Key, werr)
+			}
+			n += int64(k)
+			f.progress(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if src.Size >= 0 && n != src.Size {
+		return derrors.New(derrors.BadUpstream, "upstream sent %d of %d bytes", n, src.Size)
+	}
+	if spec.Check != nil {
+		if err := spec.Check(tmp, n); err != nil {
+			return err
+		}
+	}
+	if err := c.store.Put(ctx, spec.Key, tmp); err != nil {
+		// The bytes are complete and checked, so the clients already waiting are
+		// served; the next request fetches again.
+		c.log.Error("cache: storing object failed", "key", spec.Key, "err", err)
+	}
+	return nil
+}

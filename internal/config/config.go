@@ -1,0 +1,188 @@
+// Package config loads modgate's YAML configuration. Every key, its default and its
+// meaning is documented in docs/config.md; Defaults and Validate are the source of
+// truth that document describes.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the address to serve on.
+	Listen string `yaml:"listen"`
+	// Replica names this process in logs and audit events; defaults to the host name.
+	Replica  string   `yaml:"replica"`
+	Cache    Cache    `yaml:"cache"`
+	Upstream Upstream `yaml:"upstream"`
+	SumDB    SumDB    `yaml:"sumdb"`
+	Log      Log      `yaml:"log"`
+	Server   Server   `yaml:"server"`
+}
+
+// Cache configures the object cache.
+type Cache struct {
+	// Dir is where cached objects live on local disk.
+	Dir string `yaml:"dir"`
+	// ListTTL is how long @v/list, @latest and version queries are served before
+	// asking upstream again.
+	ListTTL Duration `yaml:"list_ttl"`
+	// NegativeTTL is how long a not-found answer is remembered.
+	NegativeTTL Duration `yaml:"negative_ttl"`
+}
+
+// Upstream configures the public mirror chain.
+type Upstream struct {
+	// Proxies is a GOPROXY-style list: "https://a,https://b|https://c". Empty means
+	// the GOPROXY of modgate's own environment (without direct/off), or
+	// https://proxy.golang.org when that is empty too.
+	Proxies         string   `yaml:"proxies"`
+	ConnectTimeout  Duration `yaml:"connect_timeout"`
+	HeaderTimeout   Duration `yaml:"header_timeout"`
+	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
+	Retries         int      `yaml:"retries"`
+	RetryBackoff    Duration `yaml:"retry_backoff"`
+}
+
+// SumDB configures the checksum database proxy.
+type SumDB struct {
+	// Names lists the checksum databases modgate proxies (answering "supported").
+	Names []string `yaml:"names"`
+	// LatestTTL is how long a signed tree head and partial tiles are cached.
+	LatestTTL Duration `yaml:"latest_ttl"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+}
+
+// Server configures the HTTP server.
+type Server struct {
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Defaults returns the configuration used for keys a file leaves out.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Listen:  "127.0.0.1:8080",
+		Replica: host,
+		Cache: Cache{
+			Dir:         "tmp/cache",
+			ListTTL:     Duration(time.Minute),
+			NegativeTTL: Duration(time.Minute),
+		},
+		Upstream: Upstream{
+			ConnectTimeout:  Duration(5 * time.Second),
+			HeaderTimeout:   Duration(30 * time.Second),
+			BodyIdleTimeout: Duration(30 * time.Second),
+			Retries:         2,
+			RetryBackoff:    Duration(200 * time.Millisecond),
+		},
+		SumDB: SumDB{
+			Names:     []string{"sum.golang.org"},
+			LatestTTL: Duration(time.Minute),
+		},
+		Log: Log{Level: "info"},
+		Server: Server{
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			IdleTimeout:       Duration(120 * time.Second),
+			ShutdownTimeout:   Duration(30 * time.Second),
+		},
+	}
+}
+
+// Load reads the file at path over the defaults. An empty path yields the defaults.
+// Unknown keys are errors: a misspelt key silently ignored is a misconfiguration.
+func Load(path string) (Config, error) {
+	cfg := Defaults()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate reports the first invalid setting.
+func (c *Config) Validate() error {
+	var errs []string
+	if c.Listen == "" {
+		errs = append(errs, "listen must be set")
+	}
+	if c.Cache.Dir == "" {
+		errs = append(errs, "cache.dir must be set")
+	}
+	if c.Cache.ListTTL < 0 || c.Cache.NegativeTTL < 0 || c.SumDB.LatestTTL < 0 {
+		errs = append(errs, "TTLs must not be negative")
+	}
+	if c.Upstream.Retries < 0 || c.Upstream.Retries > 10 {
+		errs = append(errs, "upstream.retries must be between 0 and 10")
+	}
+	if c.Upstream.RetryBackoff <= 0 {
+		errs = append(errs, "upstream.retry_backoff must be positive")
+	}
+	for _, n := range c.SumDB.Names {
+		if n == "" || strings.ContainsAny(n, "/ \\") {
+			errs = append(errs, fmt.Sprintf("sumdb.names: invalid name %q", n))
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// UpstreamList returns the configured mirror list, falling back to the
+// environment's GOPROXY and then to the public mirror.
+func (c *Config) UpstreamList() string {
+	if c.Upstream.Proxies != "" {
+		return c.Upstream.Proxies
+	}
+	if env := os.Getenv("GOPROXY"); env != "" {
+		return env
+	}
+	return "https://proxy.golang.org"
+}
+
+// Duration is a time.Duration written as "30s" or "5m" in YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (want e.g. 30s, 5m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

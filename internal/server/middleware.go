@@ -1,0 +1,187 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+type requestIDKey struct{}
+
+// RequestID returns the request id carried by ctx.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// withRequestID gives every request an id, taking a well-formed X-Request-Id from a
+// trusted load balancer and otherwise minting one; it is echoed in the response so a
+// developer can quote it to the platform team.
+func (s *Server) withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			var b [12]byte
+			rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// recorder captures what a handler did, for the access log, metrics and audit.
+type recorder struct {
+	http.ResponseWriter
+	status   int
+	bytes    int64
+	endpoint string
+	err      error  // the error written, if any
+	cache    string // cache result: hit, miss, stale
+	source   string // where the bytes came from
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the underlying writer's sendfile path for plain-HTTP file bodies.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err := rf.ReadFrom(src)
+		r.bytes += n
+		return n, err
+	}
+	n, err := io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+	r.bytes += n
+	return n, err
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func recorderOf(w http.ResponseWriter) *recorder {
+	for {
+		switch x := w.(type) {
+		case *recorder:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
+
+// endpoint labels the request for metrics and logs.
+func (s *Server) endpoint(name string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rec := recorderOf(w); rec != nil {
+			rec.endpoint = name
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// withLogging writes one JSON access-log line per request and the request metrics.
+// A handler that aborts a response (panic(http.ErrAbortHandler), used to cut off a
+// body whose upstream failed) is logged and then re-panicked so net/http resets the
+// connection.
+func (s *Server) withLogging(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w, endpoint: "other"}
+		aborted := false
+		defer func() {
+			p := recover()
+			if p != nil {
+				aborted = true
+			}
+			s.logRequest(r, rec, time.Since(start), aborted)
+			if p != nil {
+				panic(p)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, aborted bool) {
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	code := strconv.Itoa(status)
+	if aborted {
+		code = "aborted"
+	}
+	s.m.Requests.WithLabelValues(rec.endpoint, code).Inc()
+	s.m.RequestDuration.WithLabelValues(rec.endpoint).Observe(d.Seconds())
+	s.m.BytesServed.WithLabelValues(rec.endpoint).Add(float64(rec.bytes))
+
+	level := slog.LevelInfo
+	if rec.endpoint == "health" || rec.endpoint == "metrics" {
+		level = slog.LevelDebug
+	}
+	if status >= 500 || aborted {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", RequestID(r.Context())),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.EscapedPath()),
+		slog.Int("status", status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("endpoint", rec.endpoint),
+	}
+	if rec.cache != "" {
+		attrs = append(attrs, slog.String("cache", rec.cache), slog.String("source", rec.source))
+	}
+	if aborted {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	if rec.err != nil {
+		attrs = append(attrs, slog.String("error", rec.err.Error()))
+	}
+	attrs = append(attrs, slog.String("user_agent", r.UserAgent()))
+	s.log.LogAttrs(r.Context(), level, "request", attrs...)
+}

@@ -1,0 +1,176 @@
+// Package server wires modgate's HTTP surface: routes, middleware and the mapping
+// from errors to statuses. The protocol, cache and upstream logic live in their own
+// packages; this one composes them.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/modgate/modgate/internal/cache"
+	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/metrics"
+	"github.com/modgate/modgate/internal/storage"
+	"github.com/modgate/modgate/internal/upstream"
+	"github.com/modgate/modgate/internal/version"
+)
+
+// Options are the server's dependencies. Zero values get sensible defaults where
+// one exists.
+type Options struct {
+	Config   config.Config
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Store overrides the disk store at Config.Cache.Dir.
+	Store storage.Store
+	// UpstreamTransport overrides the HTTP transport to upstream mirrors.
+	UpstreamTransport http.RoundTripper
+}
+
+// Server is modgate's HTTP handler and the state behind it.
+type Server struct {
+	cfg    config.Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	m      *metrics.Metrics
+	cache  *cache.Cache
+	chain  *upstream.Chain
+	sumdbs map[string]bool
+	ready  []readyCheck
+	router *mux.Router
+}
+
+type readyCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+// New builds a server from opts.
+func New(opts Options) (*Server, error) {
+	cfg := opts.Config
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := metrics.New(reg)
+
+	store := opts.Store
+	if store == nil {
+		d, err := storage.NewDisk(cfg.Cache.Dir)
+		if err != nil {
+			return nil, err
+		}
+		store = d
+	}
+	entries, err := upstream.ParseList(cfg.UpstreamList())
+	if err != nil {
+		return nil, err
+	}
+	chain := upstream.NewChain(entries, upstream.Config{
+		ConnectTimeout:  cfg.Upstream.ConnectTimeout.D(),
+		HeaderTimeout:   cfg.Upstream.HeaderTimeout.D(),
+		BodyIdleTimeout: cfg.Upstream.BodyIdleTimeout.D(),
+		Retries:         cfg.Upstream.Retries,
+		RetryBackoff:    cfg.Upstream.RetryBackoff.D(),
+		UserAgent:       "modgate/" + version.Version,
+	}, opts.UpstreamTransport, log, m)
+
+	s := &Server{
+		cfg:    cfg,
+		log:    log,
+		reg:    reg,
+		m:      m,
+		cache:  cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
+		chain:  chain,
+		sumdbs: make(map[string]bool),
+	}
+	for _, n := range cfg.SumDB.Names {
+		s.sumdbs[n] = true
+	}
+	s.AddReadyCheck("storage", func(ctx context.Context) error {
+		_, err := store.Stat(ctx, "readyz-probe")
+		if err != nil && derrorsIsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+	s.router = s.routes()
+	return s, nil
+}
+
+// AddReadyCheck adds a named check to /readyz.
+func (s *Server) AddReadyCheck(name string, check func(context.Context) error) {
+	s.ready = append(s.ready, readyCheck{name, check})
+}
+
+// Handler returns the root HTTP handler.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Cache returns the server's object cache.
+func (s *Server) Cache() *cache.Cache { return s.cache }
+
+func (s *Server) routes() *mux.Router {
+	r := mux.NewRouter()
+	// The protocol handler validates paths itself: cleaning would turn "a/../b" into
+	// a redirect instead of the 400 a malformed module path deserves, and decoding
+	// would hide %2e%2e and %00 from the validators.
+	r.SkipClean(true)
+	r.UseEncodedPath()
+	r.Use(s.withRequestID, s.withLogging)
+
+	r.Handle("/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz)))
+	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
+	r.Handle("/metrics", s.endpoint("metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", http.HandlerFunc(s.handleSumDB)))
+	r.PathPrefix("/").Handler(http.HandlerFunc(s.handleModule))
+	return r
+}
+
+// HTTPServer returns an *http.Server for the handler with modgate's timeouts. The
+// write timeout is left unset: a large zip to a slow client may take long, and a
+// stalled client is cut off by the TCP keep-alive and the idle timeout instead.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.Server.ReadHeaderTimeout.D(),
+		IdleTimeout:       s.cfg.Server.IdleTimeout.D(),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	fmt.Fprintln(w, "ok")
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	status, body := http.StatusOK, ""
+	for _, c := range s.ready {
+		if err := c.check(ctx); err != nil {
+			status = http.StatusServiceUnavailable
+			body += fmt.Sprintf("%s: %v\n", c.name, err)
+		} else {
+			body += c.name + ": ok\n"
+		}
+	}
+	w.WriteHeader(status)
+	fmt.Fprint(w, body)
+}

@@ -1,0 +1,95 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/modgate/modgate/internal/cache"
+	"github.com/modgate/modgate/internal/derrors"
+)
+
+// handleSumDB proxies the checksum database protocol
+// (https://go.dev/design/25530-sumdb#proxying-a-checksum-database): the go command
+// asks $GOPROXY/sumdb/<name>/supported and, on 200, fetches lookup/, tile/ and
+// latest through the proxy instead of contacting <name> directly. That is what lets
+// `go` verify public modules where the checksum database host is unreachable.
+func (s *Server) handleSumDB(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.writeError(w, r, derrors.New(derrors.MethodNotAllowed, "method %s not allowed", r.Method))
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.EscapedPath(), "/sumdb/")
+	name, rest, _ := strings.Cut(rest, "/")
+	if !s.sumdbs[name] {
+		// 404 on "supported" tells the go command to contact the database directly.
+		s.writeError(w, r, derrors.New(derrors.NotFound, "checksum database %q is not proxied here", printable(name)))
+		return
+	}
+	if rest == "supported" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "private, max-age=3600")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	spec, contentType, err := s.sumdbSpec(name, rest)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	entry, err := s.cache.Get(r.Context(), spec)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer entry.Close()
+	s.serveEntry(w, r, entry, contentType, spec.Immutable)
+}
+
+// sumdbSpec validates a checksum database path and says how it is cached: full
+// tiles and lookups never change once published; the signed tree head ("latest")
+// and partial tiles grow with the log.
+func (s *Server) sumdbSpec(name, rest string) (cache.Spec, string, error) {
+	path := "sumdb/" + name + "/" + rest
+	spec := cache.Spec{Key: path, Fetch: s.upstreamFetch(path), TTL: s.cfg.SumDB.LatestTTL.D(), MaxSize: 1 << 20}
+	switch {
+	case rest == "latest":
+		return spec, "text/plain; charset=utf-8", nil
+	case strings.HasPrefix(rest, "lookup/"):
+		escMod, escVer, ok := strings.Cut(strings.TrimPrefix(rest, "lookup/"), "@")
+		if !ok {
+			return spec, "", derrors.New(derrors.InvalidArgument, "malformed checksum database lookup")
+		}
+		if _, err := module.UnescapePath(escMod); err != nil {
+			return spec, "", derrors.WithCause(derrors.InvalidArgument, err, "invalid module path in lookup")
+		}
+		if _, err := module.UnescapeVersion(escVer); err != nil {
+			return spec, "", derrors.WithCause(derrors.InvalidArgument, err, "invalid version in lookup")
+		}
+		spec.Immutable = true
+		return spec, "text/plain; charset=utf-8", nil
+	case strings.HasPrefix(rest, "tile/"):
+		t, err := tlog.ParseTilePath(rest)
+		if err != nil {
+			return spec, "", derrors.WithCause(derrors.InvalidArgument, err, "malformed checksum database tile path")
+		}
+		spec.Immutable = t.W == 1<<t.H
+		return spec, "application/octet-stream", nil
+	}
+	return spec, "", derrors.New(derrors.NotFound, "unknown checksum database path")
+}
+
+func printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}

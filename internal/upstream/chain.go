@@ -1,0 +1,247 @@
+// Package upstream fetches protocol objects from an ordered chain of upstream module
+// mirrors, following the go command's GOPROXY list semantics.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/metrics"
+)
+
+// Entry is one mirror in the chain.
+type Entry struct {
+	URL *url.URL
+	// FallThroughAnyError is true when the entry was followed by "|" in the GOPROXY
+	// list: any error moves on to the next mirror. After "," only 404 and 410 do, so
+	// an outage of the first mirror surfaces instead of silently using the next.
+	FallThroughAnyError bool
+}
+
+// Name is the mirror's URL without credentials, for logs, metrics and audit.
+func (e Entry) Name() string {
+	u := *e.URL
+	u.User = nil
+	return u.String()
+}
+
+// ParseList parses a GOPROXY-style list ("https://a,https://b|https://c"). The
+// keywords "direct" and "off" are dropped: modgate never fetches from version
+// control for public modules, and an empty chain means "nothing upstream".
+func ParseList(s string) ([]Entry, error) {
+	var entries []Entry
+	for s != "" {
+		i := strings.IndexAny(s, ",|")
+		item, sep := s, byte(0)
+		if i >= 0 {
+			item, sep, s = s[:i], s[i], s[i+1:]
+		} else {
+			s = ""
+		}
+		item = strings.TrimSpace(item)
+		if item == "" || item == "direct" || item == "off" {
+			continue
+		}
+		u, err := url.Parse(item)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("upstream: invalid mirror URL %q: need http(s)://host[/path]", item)
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		entries = append(entries, Entry{URL: u, FallThroughAnyError: sep == '|'})
+	}
+	return entries, nil
+}
+
+// Config tunes the chain's network behaviour.
+type Config struct {
+	ConnectTimeout  time.Duration // dial + TLS handshake
+	HeaderTimeout   time.Duration // request sent → response headers
+	BodyIdleTimeout time.Duration // longest pause between body reads
+	Retries         int           // extra attempts per mirror on 429, 5xx and network errors
+	RetryBackoff    time.Duration // first backoff; doubles per attempt, with jitter
+	UserAgent       string
+}
+
+// Chain is an ordered list of mirrors.
+type Chain struct {
+	entries []Entry
+	cfg     Config
+	client  *http.Client
+	log     *slog.Logger
+	m       *metrics.Metrics
+}
+
+// NewChain returns a chain over entries. A nil transport uses a tuned default.
+func NewChain(entries []Entry, cfg Config, transport http.RoundTripper, log *slog.Logger, m *metrics.Metrics) *Chain {
+	if transport == nil {
+		transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   cfg.ConnectTimeout,
+			ResponseHeaderTimeout: cfg.HeaderTimeout,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     true,
+		}
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "modgate"
+	}
+	return &Chain{entries: entries, cfg: cfg, client: &http.Client{Transport: transport}, log: log, m: m}
+}
+
+// Entries returns the chain's mirrors in order.
+func (c *Chain) Entries() []Entry { return c.entries }
+
+// Response is a successful upstream answer. The caller must close Body.
+type Response struct {
+	Body   io.ReadCloser
+	Size   int64  // Content-Length, or -1 when the mirror did not say
+	Source string // the mirror's name
+}
+
+// Fetch asks the chain for path (an escaped protocol path such as
+// "github.com/x/y/@v/list"). It returns derrors.NotFound or derrors.Gone when the
+// mirrors say so, derrors.BadUpstream / derrors.UpstreamTimeout when they fail.
+func (c *Chain) Fetch(ctx context.Context, path string) (*Response, error) {
+	if len(c.entries) == 0 {
+		return nil, derrors.New(derrors.NotFound, "not found: no upstream mirror configured")
+	}
+	var lastErr error
+	for _, e := range c.entries {
+		resp, err := c.fetchOne(ctx, e, path)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		if errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone) || e.FallThroughAnyError {
+			continue
+		}
+		return nil, err
+	}
+	return nil, lastErr
+}
+
+func (c *Chain) fetchOne(ctx context.Context, e Entry, path string) (*Response, error) {
+	backoff := c.cfg.RetryBackoff
+	for attempt := 0; ; attempt++ {
+		resp, retryAfter, err := c.try(ctx, e, path)
+		if err == nil || attempt >= c.cfg.Retries || retryAfter < 0 {
+			return resp, err
+		}
+		wait := backoff + time.Duration(rand.Int64N(int64(backoff)/2+1))
+		if retryAfter > wait {
+			wait = min(retryAfter, 10*backoff)
+		}
+		c.log.DebugContext(ctx, "upstream retry", "upstream", e.Name(), "path", path, "attempt", attempt+1, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		backoff *= 2
+	}
+}
+
+// try makes one request. retryAfter < 0 means the error is final for this mirror.
+func (c *Chain) try(ctx context.Context, e Entry, path string) (_ *Response, retryAfter time.Duration, _ error) {
+	// Protocol paths are already escaped (module.EscapePath) and contain only bytes
+	// that are legal in a URL path, so they are appended as they are.
+	u := *e.URL
+	u.Path, u.RawPath = e.URL.Path+"/"+path, ""
+	rctx, cancel := context.WithCancel(ctx)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		cancel()
+		return nil, -1, fmt.Errorf("upstream: %w", err)
+	}
+	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	name := e.Name()
+	start := time.Now()
+	resp, err := c.client.Do(req)
+	c.m.UpstreamLatency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		cancel()
+		if ctx.Err() != nil {
+			return nil, -1, ctx.Err()
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.m.UpstreamFetches.WithLabelValues(name, "timeout").Inc()
+			return nil, 0, derrors.WithCause(derrors.UpstreamTimeout, err, "upstream mirror timed out")
+		}
+		c.m.UpstreamFetches.WithLabelValues(name, "error").Inc()
+		return nil, 0, derrors.WithCause(derrors.BadUpstream, err, "upstream mirror unreachable")
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		c.m.UpstreamFetches.WithLabelValues(name, "ok").Inc()
+		body := newIdleTimeoutBody(resp.Body, c.cfg.BodyIdleTimeout, cancel)
+		return &Response{Body: body, Size: resp.ContentLength, Source: name}, 0, nil
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		msg := readMessage(resp.Body)
+		resp.Body.Close()
+		cancel()
+		c.m.UpstreamFetches.WithLabelValues(name, "not_found").Inc()
+		kind := derrors.NotFound
+		if resp.StatusCode == http.StatusGone {
+			kind = derrors.Gone
+		}
+		if msg == "" {
+			msg = strings.ToLower(http.StatusText(resp.StatusCode))
+		}
+		return nil, -1, derrors.New(kind, "%s", msg)
+	default:
+		resp.Body.Close()
+		cancel()
+		c.m.UpstreamFetches.WithLabelValues(name, "error").Inc()
+		err := derrors.New(derrors.BadUpstream, "upstream mirror answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			return nil, parseRetryAfter(resp.Header.Get("Retry-After")), err
+		}
+		return nil, -1, err
+	}
+}
+
+// readMessage reads the first line of an error body, keeping it short and
+// printable: it is relayed to the client, and an upstream must not be able to inject
+// terminal escapes or extra lines into what the go command prints.
+func readMessage(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 512))
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.Map(func(r rune) rune {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return -1
+		}
+		return r
+	}, line)
+	return strings.TrimSpace(line)
+}
+
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
