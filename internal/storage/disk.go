@@ -136,7 +136,10 @@ func (d *Disk) Delete(_ context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil
+		}
 		return fmt.Errorf("storage: delete %s: %w", key, err)
 	}
 	return syncDir(filepath.Dir(p))
