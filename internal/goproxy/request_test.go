@@ -90,7 +90,7 @@ func TestIsCanonical(t *testing.T) {
 	for v, want := range map[string]bool{
 		"v1.2.3": true, "v1.2.3-pre.1": true, "v3.0.0+incompatible": true,
 		"v0.0.0-20240101000000-abcdefabcdef": true,
-		"v1.2": false, "v1": false, "1.2.3": false, "v1.2.3+meta": false, "main": false, "": false,
+		"v1.2":                               false, "v1": false, "1.2.3": false, "v1.2.3+meta": false, "main": false, "": false,
 	} {
 		if got := IsCanonical(v); got != want {
 			t.Errorf("IsCanonical(%q) = %v, want %v", v, got, want)
@@ -116,4 +116,3 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
-
