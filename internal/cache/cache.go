@@ -33,6 +33,10 @@ type Spec struct {
 	Immutable bool
 	// TTL is how long a mutable object is served without asking the source again.
 	TTL time.Duration
+	// Stream lets clients read the object while it is being fetched. Worth it for
+	// large immutable objects (zips); small ones are served only once complete and
+	// checked, so a bad upstream answer becomes a clean error status.
+	Stream bool
 	// MaxSize bounds the object; a source sending more is an error.
 	MaxSize int64
 	// Fetch gets the object from its source. It runs on a context detached from the
@@ -124,19 +128,25 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 
 	c.m.Cache.WithLabelValues("miss").Inc()
 	f := c.join(spec)
-	if !spec.Immutable {
-		defer f.release()
-		if err := f.wait(ctx); err != nil {
+	if spec.Stream {
+		if err := f.waitStarted(ctx); err != nil {
+			f.release()
 			return nil, err
 		}
-		return c.open(ctx, spec.Key, "miss", f.source)
+		return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
 	}
-	// Immutable objects stream to the client while they are being fetched.
-	if err := f.waitStarted(ctx); err != nil {
-		f.release()
+	defer f.release()
+	if err := f.wait(ctx); err != nil {
 		return nil, err
 	}
-	return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
+	e, err := c.open(ctx, spec.Key, "miss", f.source)
+	if errors.Is(err, derrors.NotFound) {
+		// Fetched and checked but not stored (the store failed): serve the fetched
+		// bytes to this client anyway.
+		f.acquire()
+		return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.written, ModTime: f.started, Result: "miss", Source: f.source}, nil
+	}
+	return e, err
 }
 
 // refresh revalidates a stale mutable object, serving the stale copy when the source

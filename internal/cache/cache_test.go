@@ -90,7 +90,7 @@ func readEntry(e *Entry) ([]byte, error) {
 func TestOneFetchForConcurrentRequests(t *testing.T) {
 	c, store := newTestCache(t)
 	src := &source{data: randomBytes(1 << 20), gate: make(chan struct{})}
-	spec := Spec{Key: "mod/example.com/m/@v/v1.0.0.zip", Immutable: true, Fetch: src.fetch}
+	spec := Spec{Key: "mod/example.com/m/@v/v1.0.0.zip", Immutable: true, Stream: true, Fetch: src.fetch}
 
 	const n = 100
 	var wg sync.WaitGroup
@@ -157,7 +157,7 @@ func TestFailedTransferNeverServedWhole(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c, store := newTestCache(t)
-			spec := Spec{Key: "k/v1.0.0.zip", Immutable: true, Fetch: tt.src.fetch, Check: tt.check}
+			spec := Spec{Key: "k/v1.0.0.zip", Immutable: true, Stream: true, Fetch: tt.src.fetch, Check: tt.check}
 			e, err := c.Get(context.Background(), spec)
 			if err == nil {
 				var got []byte
@@ -193,7 +193,7 @@ func TestShortBodyRejected(t *testing.T) {
 	fetch := func(context.Context) (*Fetched, error) {
 		return &Fetched{Body: io.NopCloser(bytes.NewReader(data[:900])), Size: 1000}, nil
 	}
-	e, err := c.Get(context.Background(), Spec{Key: "k/short", Immutable: true, Fetch: fetch})
+	e, err := c.Get(context.Background(), Spec{Key: "k/short", Immutable: true, Stream: true, Fetch: fetch})
 	if err == nil {
 		_, err = readEntry(e)
 	}
@@ -267,7 +267,7 @@ func TestNegativeCache(t *testing.T) {
 func TestClientCancelDoesNotAbortFetch(t *testing.T) {
 	c, store := newTestCache(t)
 	src := &source{data: randomBytes(200_000), gate: make(chan struct{})}
-	spec := Spec{Key: "k/v1.0.0.zip", Immutable: true, Fetch: src.fetch}
+	spec := Spec{Key: "k/v1.0.0.zip", Immutable: true, Stream: true, Fetch: src.fetch}
 	ctx, cancel := context.WithCancel(context.Background())
 	e, err := c.Get(ctx, spec)
 	if err != nil {
@@ -322,7 +322,7 @@ func TestLastByteHeldUntilChecked(t *testing.T) {
 		return &Fetched{Body: io.NopCloser(r), Size: -1}, nil
 	}
 	check := func(*os.File, int64) error { return derrors.New(derrors.BadUpstream, "checksum mismatch") }
-	e, err := c.Get(context.Background(), Spec{Key: "k/v1.0.0.zip", Immutable: true, Fetch: fetch, Check: check})
+	e, err := c.Get(context.Background(), Spec{Key: "k/v1.0.0.zip", Immutable: true, Stream: true, Fetch: fetch, Check: check})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,7 @@ func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 		spec.MaxSize = maxModSize
 	case goproxy.KindZip:
 		spec.MaxSize = maxZipSize
+		spec.Stream = true
 		spec.Check = checkZip
 	}
 	return spec

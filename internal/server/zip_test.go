@@ -1,0 +1,8 @@
+package server
+
+import (
+	"archive/zip"
+	"io"
+)
+
+func newZipWriter(w io.Writer) *zip.Writer { return zip.NewWriter(w) }
