@@ -10,6 +10,9 @@ LDFLAGS   := -s -w -X github.com/modgate/modgate/internal/version.Version=$(VERS
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/modgate
 
+run: build
+	$(BIN) serve --config deploy/modgate.example.yaml
+
 test:
 	bash .ci/test
 
