@@ -4,12 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -80,12 +78,11 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // identityResponse is what the test server reports about a request.
 type identityResponse struct {
-	Identity  *identity.Identity
-	Serial    string // the server certificate serial the client saw
-	Proto     string
-	Status    int
-	Reason    string
-	ErrorKind string
+	Identity *identity.Identity
+	Serial   string // the server certificate serial the client saw
+	Proto    string
+	Status   int
+	Reason   string
 }
 
 // startServer serves HTTPS on loopback with st's config. The handler answers
@@ -169,12 +166,3 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-func mustExist(t *testing.T, path string) {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func isUnauthenticated(err error) bool { return errors.Is(err, derrors.Unauthenticated) }
