@@ -126,14 +126,13 @@ type ServerTLS struct {
 	mapper *certMapper
 	logger *slog.Logger
 
-	pair  atomic.Pointer[tls.Certificate]
+	pair  *KeyPairFiles
 	trust atomic.Pointer[trustState] // nil when client auth is off
 
 	interval  time.Duration
 	nextCheck atomic.Int64 // unix nanoseconds of the next due reload check
 
 	mu         sync.Mutex // serializes reloads and guards the watchers
-	pairFiles  fileWatch
 	trustFiles fileWatch
 	trustGen   uint64
 
@@ -156,7 +155,7 @@ func NewServerTLS(cfg TLSConfig, logger *slog.Logger) (*ServerTLS, error) {
 		mapper:     mapper,
 		logger:     logger,
 		interval:   cfg.ReloadInterval,
-		pairFiles:  fileWatch{paths: []string{cfg.CertFile, cfg.KeyFile}},
+		pair:       newKeyPairFiles("server certificate", cfg.CertFile, cfg.KeyFile, logger),
 		trustFiles: fileWatch{paths: []string{cfg.ClientCAFile, cfg.CRLFile}},
 	}
 	if t.interval == 0 {
@@ -198,7 +197,7 @@ func (t *ServerTLS) Config() *tls.Config {
 		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			t.maybeReload()
-			return t.pair.Load(), nil
+			return t.pair.Certificate(), nil
 		},
 		ClientAuth: tls.NoClientCert,
 	}
@@ -222,7 +221,7 @@ func (t *ServerTLS) Config() *tls.Config {
 func (t *ServerTLS) Mode() ClientAuthMode { return t.mode }
 
 // Certificate returns the server certificate currently served.
-func (t *ServerTLS) Certificate() *tls.Certificate { return t.pair.Load() }
+func (t *ServerTLS) Certificate() *tls.Certificate { return t.pair.Certificate() }
 
 // Reload re-reads the files whose content changed, now, whatever the reload
 // interval. It returns the load errors; the last good state stays in place for
@@ -247,29 +246,74 @@ func (t *ServerTLS) maybeReload() {
 }
 
 func (t *ServerTLS) reloadPair() error {
-	files, changed, err := t.pairFiles.changed()
+	_, err := t.pair.Reload()
+	return err
+}
+
+// KeyPairFiles is a certificate and private key on disk, re-read when their
+// content changes. The last good pair stays in use when the files fail to load.
+type KeyPairFiles struct {
+	what              string // for logs: "server certificate", "client certificate"
+	certFile, keyFile string
+	logger            *slog.Logger
+
+	mu    sync.Mutex // serializes reloads and guards watch
+	watch fileWatch
+	pair  atomic.Pointer[tls.Certificate]
+}
+
+// LoadKeyPairFiles loads a PEM certificate chain and key; what names the pair
+// in logs. Call Reload to pick up changes.
+func LoadKeyPairFiles(what, certFile, keyFile string, logger *slog.Logger) (*KeyPairFiles, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	k := newKeyPairFiles(what, certFile, keyFile, logger)
+	if _, err := k.Reload(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func newKeyPairFiles(what, certFile, keyFile string, logger *slog.Logger) *KeyPairFiles {
+	return &KeyPairFiles{what: what, certFile: certFile, keyFile: keyFile, logger: logger,
+		watch: fileWatch{paths: []string{certFile, keyFile}}}
+}
+
+// Certificate returns the current pair; Leaf is set.
+func (k *KeyPairFiles) Certificate() *tls.Certificate { return k.pair.Load() }
+
+// Reload re-reads the files and reports whether a new pair is now in use. A
+// broken pair is logged and returned as an error once; the previous one stays.
+func (k *KeyPairFiles) Reload() (changed bool, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	files, changed, err := k.watch.changed()
 	if err == nil && !changed {
-		return nil
+		return false, nil
 	}
 	var pair tls.Certificate
 	if err == nil {
 		pair, err = tls.X509KeyPair(files[0], files[1])
 	}
-	if err != nil {
-		err = fmt.Errorf("tls: load server certificate %s / %s: %w", t.cfg.CertFile, t.cfg.KeyFile, err)
-		if t.pair.Load() != nil {
-			t.logger.Error("tls: keeping the previous server certificate", "err", err)
-		}
-		return err
+	if err == nil && pair.Leaf == nil { // GODEBUG=x509keypairleaf=0
+		pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
 	}
-	leaf := pair.Leaf // set by X509KeyPair since Go 1.23
-	t.pair.Store(&pair)
-	t.logger.Info("tls: loaded server certificate", "file", t.cfg.CertFile,
+	if err != nil {
+		err = fmt.Errorf("tls: load %s %s / %s: %w", k.what, k.certFile, k.keyFile, err)
+		if k.pair.Load() != nil {
+			k.logger.Error("tls: keeping the previous "+k.what, "err", err)
+		}
+		return false, err
+	}
+	leaf := pair.Leaf
+	k.pair.Store(&pair)
+	k.logger.Info("tls: loaded "+k.what, "file", k.certFile,
 		"subject", leaf.Subject.String(), "serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter)
 	if time.Now().After(leaf.NotAfter) {
-		t.logger.Warn("tls: server certificate has expired", "file", t.cfg.CertFile, "not_after", leaf.NotAfter)
+		k.logger.Warn("tls: "+k.what+" has expired", "file", k.certFile, "not_after", leaf.NotAfter)
 	}
-	return nil
+	return true, nil
 }
 
 func (t *ServerTLS) reloadTrust() error {
