@@ -26,8 +26,8 @@ Flags:
 // runCerts implements "modgate certs".
 func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, certsUsage)
-		certsInitFlags(stdout, &certgen.InitOptions{}).PrintDefaults()
+		fmt.Fprint(stderr, certsUsage)
+		certsInitFlags(stderr, &certgen.InitOptions{}).PrintDefaults()
 		return nil
 	}
 	if args[0] != "init" {
