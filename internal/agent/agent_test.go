@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,6 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -77,7 +80,17 @@ func startUpstream(t *testing.T, ca *certgen.CA) *upstream {
 	mux.HandleFunc("GET /example.com/m/@v/list", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "v1.0.0\nv1.1.0\n")
 	})
+	mux.HandleFunc("GET /example.com/m/@v/v1.0.0.info", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"Version":"v1.0.0","Time":"2026-01-02T03:04:05Z"}`)
+	})
+	mux.HandleFunc("GET /example.com/m/@v/v1.0.0.mod", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, moduleGoMod)
+	})
 	mux.HandleFunc("GET /example.com/m/@v/v1.0.0.zip", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/zip")
+		w.Write(moduleZip(t))
+	})
+	mux.HandleFunc("GET /example.com/big/@v/v1.0.0.zip", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/zip")
 		w.Write(u.zip)
 	})
@@ -189,7 +202,7 @@ func TestAgentForwards(t *testing.T) {
 		}
 	})
 	t.Run("zip-streams-down", func(t *testing.T) {
-		req, _ := http.NewRequest("GET", proxy+"/example.com/m/@v/v1.0.0.zip", nil)
+		req, _ := http.NewRequest("GET", proxy+"/example.com/big/@v/v1.0.0.zip", nil)
 		status, body := do(t, req)
 		if status != http.StatusOK || body != string(up.zip) {
 			t.Fatalf("got %d and %d bytes, want 200 and the %d-byte zip", status, len(body), len(up.zip))
@@ -293,6 +306,93 @@ func TestAgentCertificateRotation(t *testing.T) {
 	if teams := up.last().Identity.Teams; !slices.Equal(teams, []string{"platform"}) {
 		t.Errorf("rotated certificate's teams %v, want [platform]", teams)
 	}
+}
+
+// TestGoCommandThroughAgent is the reason the agent exists: the real go
+// command, which cannot present a client certificate, downloads a module from
+// a modgate that requires one — and, with a bad certificate, prints modgate's
+// reason.
+func TestGoCommandThroughAgent(t *testing.T) {
+	t.Parallel()
+	ca, err := certgen.NewCA("corp CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := startUpstream(t, ca)
+
+	tests := []struct {
+		name       string
+		opts       []certgen.Option
+		wantStderr string // "" means success
+	}{
+		{name: "ok/download", opts: []certgen.Option{certgen.WithOU("payments")}},
+		{name: "fail/expired-certificate", opts: []certgen.Option{certgen.Expired()},
+			wantStderr: "server response: " + auth.ReasonExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, leaf := clientFiles(t, ca, t.TempDir(), "ci", tt.opts...)
+			cfg.Upstream = up.url
+			_, proxy := startAgent(t, cfg)
+
+			home := t.TempDir()
+			cmd := exec.Command("go", "mod", "download", "-json", "example.com/m@v1.0.0")
+			cmd.Dir = home
+			cmd.Env = append(os.Environ(),
+				"GOPROXY="+proxy, "GOSUMDB=off", "GOTOOLCHAIN=local", "GOFLAGS=-modcacherw",
+				"GOPATH="+filepath.Join(home, "gopath"), "GOMODCACHE="+filepath.Join(home, "modcache"),
+				"GOCACHE="+filepath.Join(home, "gocache"), "HOME="+home, "GONOPROXY=", "GOPRIVATE=", "GONOSUMDB=")
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+
+			t.Logf("go output:\n%s%s", stdout.String(), stderr.String())
+			if tt.wantStderr != "" {
+				if err == nil || !strings.Contains(stdout.String()+stderr.String(), tt.wantStderr) {
+					t.Fatalf("go mod download: %v, want output containing %q\nstdout:\n%s\nstderr:\n%s", err, tt.wantStderr, stdout.String(), stderr.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("go mod download: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+			}
+			var got struct{ Version, Zip, Error string }
+			if err := json.Unmarshal(stdout.Bytes(), &got); err != nil || got.Version != "v1.0.0" || got.Error != "" || got.Zip == "" {
+				t.Fatalf("go mod download -json: %+v (%v)\n%s", got, err, stdout.String())
+			}
+			if _, err := os.Stat(got.Zip); err != nil {
+				t.Errorf("downloaded zip: %v", err)
+			}
+			if id := up.last().Identity; id == nil || id.CertFingerprint != leaf.Fingerprint() {
+				t.Errorf("upstream saw identity %+v, want the agent's certificate %s", id, leaf.Fingerprint())
+			}
+		})
+	}
+}
+
+const moduleGoMod = "module example.com/m\n\ngo 1.21\n"
+
+// moduleZip builds example.com/m@v1.0.0's zip in the layout the go command
+// checks: every file under "<module>@<version>/".
+func moduleZip(t *testing.T) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, content := range map[string]string{
+		"go.mod": moduleGoMod,
+		"m.go":   "package m\n\n// Answer is the answer.\nconst Answer = 42\n",
+	} {
+		f, err := zw.Create("example.com/m@v1.0.0/" + name)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		io.WriteString(f, content)
+	}
+	if err := zw.Close(); err != nil {
+		t.Error(err)
+	}
+	return buf.Bytes()
 }
 
 func TestConfigValidate(t *testing.T) {
