@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -114,6 +115,15 @@ func startServer(t *testing.T, st *ServerTLS) string {
 // get makes one request on a fresh connection presenting client (may be nil).
 func get(t *testing.T, url string, roots *x509.CertPool, client *certgen.Leaf) identityResponse {
 	t.Helper()
+	got, err := fetch(url, roots, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// fetch is get for goroutines other than the test's, which must not t.Fatal.
+func fetch(url string, roots *x509.CertPool, client *certgen.Leaf) (identityResponse, error) {
 	cfg := &tls.Config{RootCAs: roots}
 	if client != nil {
 		cfg.Certificates = []tls.Certificate{{
@@ -126,12 +136,12 @@ func get(t *testing.T, url string, roots *x509.CertPool, client *certgen.Leaf) i
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		return identityResponse{}, fmt.Errorf("GET %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return identityResponse{}, err
 	}
 	out := identityResponse{
 		Status: resp.StatusCode,
@@ -140,12 +150,12 @@ func get(t *testing.T, url string, roots *x509.CertPool, client *certgen.Leaf) i
 	}
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(body, &out.Identity); err != nil {
-			t.Fatalf("decode %q: %v", body, err)
+			return out, fmt.Errorf("decode %q: %w", body, err)
 		}
 	} else {
 		out.Reason = string(trimNewline(body))
 	}
-	return out
+	return out, nil
 }
 
 func trimNewline(b []byte) []byte {
