@@ -51,11 +51,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	return p
 }
 
-func (p *testPKI) roots() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.ca.Cert)
-	return pool
-}
+func (p *testPKI) roots() *x509.CertPool { return p.ca.Pool() }
 
 // tlsConfig is a TLSConfig over the PKI's files with a fast reload interval.
 func (p *testPKI) tlsConfig(mode ClientAuthMode) TLSConfig {
@@ -126,11 +122,7 @@ func get(t *testing.T, url string, roots *x509.CertPool, client *certgen.Leaf) i
 func fetch(url string, roots *x509.CertPool, client *certgen.Leaf) (identityResponse, error) {
 	cfg := &tls.Config{RootCAs: roots}
 	if client != nil {
-		cfg.Certificates = []tls.Certificate{{
-			Certificate: [][]byte{client.Cert.Raw},
-			PrivateKey:  client.Key,
-			Leaf:        client.Cert,
-		}}
+		cfg.Certificates = []tls.Certificate{client.TLSCertificate()}
 	}
 	tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()

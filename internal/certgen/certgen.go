@@ -12,6 +12,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -55,6 +56,18 @@ type Leaf struct {
 func (l *Leaf) Fingerprint() string {
 	sum := sha256.Sum256(l.Cert.Raw)
 	return hex.EncodeToString(sum[:])
+}
+
+// TLSCertificate is the leaf and its key in the form crypto/tls presents.
+func (l *Leaf) TLSCertificate() tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{l.Cert.Raw}, PrivateKey: l.Key, Leaf: l.Cert}
+}
+
+// Pool is a certificate pool holding only the CA, for RootCAs or ClientCAs.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return pool
 }
 
 // options collects what Option functions set.
