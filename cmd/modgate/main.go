@@ -19,6 +19,8 @@ type command struct {
 }
 
 var commands = map[string]command{
+	"agent":   {runAgent, "local forwarder that presents this machine's client certificate to modgate"},
+	"certs":   {runCerts, "create development certificates (certs init)"},
 	"serve":   {runServe, "run the proxy server"},
 	"version": {runVersion, "print the version"},
 }

@@ -53,11 +53,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	hs := srv.HTTPServer(cfg.Listen)
-	log.Info("modgate serving", "addr", ln.Addr().String(), "upstream", cfg.UpstreamList(), "cache_dir", cfg.Cache.Dir)
-	fmt.Fprintf(stdout, "modgate listening on http://%s\n", ln.Addr())
+	scheme := "http"
+	if cfg.TLSEnabled() {
+		scheme = "https"
+		hs.TLSConfig = srv.TLS().Config()
+	}
+	log.Info("modgate serving", "addr", ln.Addr().String(), "scheme", scheme, "upstream", cfg.UpstreamList(), "cache_dir", cfg.Cache.Dir)
+	fmt.Fprintf(stdout, "modgate listening on %s://%s\n", scheme, ln.Addr())
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if scheme == "https" {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err

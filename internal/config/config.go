@@ -8,11 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/modgate/modgate/internal/auth"
 )
 
 // Config is the whole configuration file.
@@ -26,6 +29,9 @@ type Config struct {
 	SumDB    SumDB    `yaml:"sumdb"`
 	Log      Log      `yaml:"log"`
 	Server   Server   `yaml:"server"`
+	// TLS terminates TLS and configures client certificates (docs/mtls.md). Without
+	// tls.cert_file modgate serves plain HTTP, which Validate allows only on loopback.
+	TLS auth.TLSConfig `yaml:"tls"`
 }
 
 // Cache configures the object cache.
@@ -152,10 +158,32 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("log.level %q: want debug, info, warn or error", c.Log.Level))
 	}
+	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
+		if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	} else if !isLoopback(c.Listen) {
+		errs = append(errs, fmt.Sprintf("listen %s is not a loopback address: plain HTTP is for loopback development only; set tls.cert_file and tls.key_file", c.Listen))
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// TLSEnabled reports whether modgate terminates TLS.
+func (c *Config) TLSEnabled() bool { return c.TLS.CertFile != "" }
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // UpstreamList returns the configured mirror list, falling back to the

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/metrics"
@@ -43,6 +44,7 @@ type Server struct {
 	cache  *cache.Cache
 	chain  *upstream.Chain
 	sumdbs map[string]bool
+	tls    *auth.ServerTLS // nil when serving plain HTTP
 	ready  []readyCheck
 	router *mux.Router
 }
@@ -95,6 +97,13 @@ func New(opts Options) (*Server, error) {
 		chain:  chain,
 		sumdbs: make(map[string]bool),
 	}
+	if cfg.TLSEnabled() {
+		st, err := auth.NewServerTLS(cfg.TLS, log)
+		if err != nil {
+			return nil, err
+		}
+		s.tls = st
+	}
 	for _, n := range cfg.SumDB.Names {
 		s.sumdbs[n] = true
 	}
@@ -113,6 +122,10 @@ func New(opts Options) (*Server, error) {
 func (s *Server) AddReadyCheck(name string, check func(context.Context) error) {
 	s.ready = append(s.ready, readyCheck{name, check})
 }
+
+// TLS returns the TLS state (certificates, client-certificate verification), or
+// nil when serving plain HTTP.
+func (s *Server) TLS() *auth.ServerTLS { return s.tls }
 
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return s.router }
