@@ -18,7 +18,6 @@
 package proxytest
 
 import (
-	"archive/zip"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -26,6 +25,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -79,29 +79,29 @@ type Info struct {
 	Time    time.Time
 }
 
-// built holds the served bytes of one module version, computed once.
+// built holds the served bytes of one module version. The zip is built on
+// first request, once: deflating the large fixture costs ~2s of CPU under the
+// race detector, which tests that never fetch it should not pay.
 type built struct {
 	mod      Module
 	info     []byte
 	gomod    []byte
-	zip      []byte
 	sum      string // h1: of the zip
 	goModSum string // h1: of the .mod
+
+	zipOnce sync.Once
+	zip     []byte
+	zipErr  error
 }
 
 func build(m Module) (*built, error) {
-	if err := module.Check(m.Path, m.Version); err != nil {
-		return nil, fmt.Errorf("proxytest: module %s: %w", m, err)
+	// DirHash runs the zip.Create file checks, so an invalid module fails here
+	// rather than at its first .zip request.
+	sum, err := DirHash(m)
+	if err != nil {
+		return nil, err
 	}
 	info, err := json.Marshal(Info{Version: m.Version, Time: m.InfoTime()})
-	if err != nil {
-		return nil, fmt.Errorf("proxytest: module %s: %w", m, err)
-	}
-	var zbuf bytes.Buffer
-	if err := modzip.Create(&zbuf, module.Version{Path: m.Path, Version: m.Version}, zipFiles(m)); err != nil {
-		return nil, fmt.Errorf("proxytest: module %s: zip: %w", m, err)
-	}
-	sum, err := hashZip(zbuf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("proxytest: module %s: %w", m, err)
 	}
@@ -110,17 +110,23 @@ func build(m Module) (*built, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxytest: module %s: %w", m, err)
 	}
-	return &built{mod: m, info: info, gomod: gomod, zip: zbuf.Bytes(), sum: sum, goModSum: goModSum}, nil
+	return &built{mod: m, info: info, gomod: gomod, sum: sum, goModSum: goModSum}, nil
+}
+
+// zipBytes returns the module zip, building it on first use.
+func (b *built) zipBytes() ([]byte, error) {
+	b.zipOnce.Do(func() { b.zip, b.zipErr = Zip(b.mod) })
+	return b.zip, b.zipErr
 }
 
 // Zip returns the module zip exactly as the Server serves it, built with
 // golang.org/x/mod/zip.Create.
 func Zip(m Module) ([]byte, error) {
-	b, err := build(m)
-	if err != nil {
-		return nil, err
+	var zbuf bytes.Buffer
+	if err := modzip.Create(&zbuf, module.Version{Path: m.Path, Version: m.Version}, zipFiles(m)); err != nil {
+		return nil, fmt.Errorf("proxytest: module %s: zip: %w", m, err)
 	}
-	return b.zip, nil
+	return zbuf.Bytes(), nil
 }
 
 // DirHash returns the "h1:" hash of the module's zip, the value the go command
@@ -132,6 +138,9 @@ func DirHash(m Module) (string, error) {
 	// Hash exactly the files zip.Create keeps, without deflating them: the result
 	// equals dirhash.HashZip of the served zip (TestDirHashMatchesServedZip).
 	checked, err := modzip.CheckFiles(zipFiles(m))
+	if err == nil {
+		err = checked.Err()
+	}
 	if err != nil {
 		return "", fmt.Errorf("proxytest: module %s: %w", m, err)
 	}
@@ -162,20 +171,6 @@ func goModHash(gomod []byte) (string, error) {
 	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(gomod)), nil
 	})
-}
-
-func hashZip(data []byte) (string, error) {
-	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
-	if err != nil {
-		return "", err
-	}
-	var names []string
-	files := make(map[string]*zip.File)
-	for _, f := range zr.File {
-		names = append(names, f.Name)
-		files[f.Name] = f
-	}
-	return dirhash.Hash1(names, func(name string) (io.ReadCloser, error) { return files[name].Open() })
 }
 
 // zipFiles lists the module's files for zip.Create, sorted so the zip is

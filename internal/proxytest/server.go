@@ -378,7 +378,11 @@ func (s *Server) serveProtocol(path string, missing int) response {
 	case ".mod":
 		return response{status: http.StatusOK, header: contentType("text/plain; charset=utf-8"), body: b.gomod}
 	default:
-		return response{status: http.StatusOK, header: contentType("application/zip"), body: b.zip}
+		z, err := b.zipBytes()
+		if err != nil {
+			return textResponse(http.StatusInternalServerError, err.Error())
+		}
+		return response{status: http.StatusOK, header: contentType("application/zip"), body: z}
 	}
 }
 
