@@ -5,7 +5,8 @@
 // The environment a Go starts from (before Set):
 //
 //	PATH        the test process's PATH (go test puts its own GOROOT/bin first)
-//	HOME        a fresh temp dir (so ~/.netrc and ~/.config/go/env are the test's)
+//	HOME        a fresh temp dir (so ~/.netrc and ~/.config/go/env are the test's;
+//	            go telemetry is set to off there)
 //	XDG_CONFIG_HOME, XDG_CACHE_HOME  under HOME
 //	GOPATH      a fresh temp dir
 //	GOMODCACHE  a fresh temp dir (per Go, shared by its runs)
@@ -22,6 +23,7 @@ package gotest
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +51,20 @@ func New(t testing.TB, vars ...string) *Go {
 	}
 	home := t.TempDir()
 	g := &Go{t: t, bin: bin, Home: home, ModCache: t.TempDir()}
+	// The module cache is read-only unless GOFLAGS keeps -modcacherw; make it
+	// writable so t.TempDir can remove it whatever a test set GOFLAGS to.
+	// Registered after TempDir, this cleanup runs before the removal.
+	t.Cleanup(func() { makeWritable(g.ModCache) })
+	// Telemetry off, as `go telemetry off` would write it: otherwise the go
+	// command may leave a child process writing telemetry files under HOME
+	// while t.TempDir removes it.
+	modeDir := filepath.Join(home, ".config", "go", "telemetry")
+	if err := os.MkdirAll(modeDir, 0o755); err != nil {
+		t.Fatalf("gotest: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(modeDir, "mode"), []byte("off"), 0o644); err != nil {
+		t.Fatalf("gotest: %v", err)
+	}
 	g.env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + home,
@@ -81,6 +97,15 @@ func New(t testing.TB, vars ...string) *Go {
 		g.Set(k, v)
 	}
 	return g
+}
+
+func makeWritable(dir string) {
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(path, 0o755)
+		}
+		return nil
+	})
 }
 
 // buildCache returns the test process's build cache directory, as the go

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/modgate/modgate/internal/proxytest"
 )
 
 // TestHermetic proves the test process's go settings do not reach the go
@@ -57,5 +59,27 @@ func TestRunAndMainModule(t *testing.T) {
 	}
 	if _, _, err := Run(t, dir, nil, "no-such-command"); err == nil {
 		t.Error("a failing go command returned no error")
+	}
+}
+
+// TestReadOnlyModCacheCleanup downloads without -modcacherw: the test's
+// TempDir removal fails (and fails the test) unless New's cleanup restores
+// write permission first.
+func TestReadOnlyModCacheCleanup(t *testing.T) {
+	t.Parallel()
+	upstream := proxytest.NewServer(t, proxytest.Module{Path: "mod.test/ro", Version: "v1.0.0", Files: map[string]string{
+		"go.mod": "module mod.test/ro\n",
+		"ro.go":  "package ro\n",
+	}})
+	g := New(t, "GOPROXY="+upstream.URL, "GOSUMDB=off", "GOFLAGS=")
+	if _, _, err := g.Run("", "mod", "download", "mod.test/ro@v1.0.0"); err != nil {
+		t.Fatalf("go mod download: %v", err)
+	}
+	info, err := os.Stat(filepath.Join(g.ModCache, "mod.test", "ro@v1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm()&0o200 != 0 {
+		t.Fatalf("module dir is writable (%v): the test proves nothing", info.Mode())
 	}
 }

@@ -20,7 +20,8 @@ import (
 type Server struct {
 	*httptest.Server
 
-	closing chan struct{} // closed at cleanup: unblocks gates, delays and drips
+	closing   chan struct{} // closed by Close: unblocks gates, delays and drips
+	closeOnce sync.Once
 
 	mu            sync.Mutex
 	modules       map[string]map[string]*built // module path → version → served bytes
@@ -69,12 +70,18 @@ func NewServer(t testing.TB, modules ...Module) *Server {
 		t.Fatal(err)
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
-	t.Cleanup(func() {
-		// httptest.Server.Close waits for every handler; release the held ones first.
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close ends held, delayed and dripping responses, then shuts the server down
+// (a test may call it to take the upstream away; cleanup calls it too).
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		// httptest.Server.Close waits for every handler: unblock them first.
 		close(s.closing)
 		s.Server.Close()
 	})
-	return s
 }
 
 // AddModules adds (or replaces) module versions while the Server runs; a test
