@@ -6,8 +6,7 @@
 // end-to-end tests the database is reachable only through modgate's upstream:
 //
 //	upstream := proxytest.NewServer(t, proxytest.StandardModules()...)
-//	db := sumdbtest.New(t, "sum.mod.test", upstream.Modules())
-//	upstream.MountSumDB(db)
+//	db := sumdbtest.Mount(t, upstream, "sum.mod.test")
 //	// GOSUMDB=db.Key(), GOPROXY=<modgate>
 package sumdbtest
 
@@ -71,6 +70,15 @@ func New(t testing.TB, name string, modules []proxytest.Module) *DB {
 	if err := db.Add(modules...); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// Mount builds a database over every module upstream serves (New) and mounts
+// it under upstream at /sumdb/<name>/, leaving /supported unanswered.
+func Mount(t testing.TB, upstream *proxytest.Server, name string) *DB {
+	t.Helper()
+	db := New(t, name, upstream.Modules())
+	upstream.MountSumDB(db)
 	return db
 }
 

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,8 +30,7 @@ const dbName = "sum.mod.test"
 func startUpstream(t *testing.T, answerSupported bool) (*proxytest.Server, *sumdbtest.DB) {
 	t.Helper()
 	upstream := proxytest.NewServer(t, proxytest.StandardModules()...)
-	db := sumdbtest.New(t, dbName, upstream.Modules())
-	upstream.MountSumDB(db)
+	db := sumdbtest.Mount(t, upstream, dbName)
 	upstream.AnswerSumDBSupported(dbName, answerSupported)
 	return upstream, db
 }
@@ -258,5 +260,42 @@ func TestKeyDeterministic(t *testing.T) {
 	}
 	if a.Key() == c.Key() || !strings.HasPrefix(c.Key(), "other.mod.test+") {
 		t.Errorf("keys: %s, %s", a.Key(), c.Key())
+	}
+}
+
+// TestThroughMiddleProxy is the shape of modgate's end-to-end tests: the go
+// command talks to a proxy in the middle that answers /sumdb/<name>/supported
+// itself and forwards everything else to the fixture upstream, which does not
+// answer supported.
+func TestThroughMiddleProxy(t *testing.T) {
+	t.Parallel()
+	upstream, db := startUpstream(t, false)
+	target, err := url.Parse(upstream.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	middle := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sumdb/"+dbName+"/supported" {
+			return // 200, empty
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(middle.Close)
+
+	g := gotest.New(t, "GOPROXY="+middle.URL, "GOSUMDB="+db.Key())
+	stdout, _, err := g.Run("", "mod", "download", "-json", proxytest.HelloV2Path+"@v2.1.0")
+	if err != nil {
+		t.Fatalf("go mod download: %v", err)
+	}
+	d := decodeDownloads(t, stdout)[proxytest.HelloV2Path+"@v2.1.0"]
+	if zs, _ := upstream.Sums(t, proxytest.HelloV2Path, "v2.1.0"); d.Sum != zs {
+		t.Errorf("Sum = %q, want %q", d.Sum, zs)
+	}
+	if n := db.Lookups(proxytest.HelloV2Path); n != 1 {
+		t.Errorf("Lookups = %d, want 1", n)
+	}
+	if n := upstream.Hits("/sumdb/" + dbName + "/supported"); n != 0 {
+		t.Errorf("upstream asked for supported %d times, want 0 (the middle proxy answers it)", n)
 	}
 }
