@@ -58,7 +58,6 @@ func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 		Key:       "mod/" + path,
 		Immutable: req.Immutable(),
 		TTL:       s.cfg.Cache.ListTTL.D(),
-		Fetch:     s.upstreamFetch(path),
 	}
 	switch req.Kind {
 	case goproxy.KindList:
@@ -80,12 +79,17 @@ func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 		spec.Stream = true
 		spec.Check = checkZip
 	}
+	if spec.Stream {
+		spec.Fetch = s.upstreamFetch(path, 0)
+	} else {
+		spec.Fetch = s.upstreamFetch(path, spec.MaxSize)
+	}
 	return spec
 }
 
-func (s *Server) upstreamFetch(path string) func(context.Context) (*cache.Fetched, error) {
+func (s *Server) upstreamFetch(path string, buffer int64) func(context.Context) (*cache.Fetched, error) {
 	return func(ctx context.Context) (*cache.Fetched, error) {
-		resp, err := s.chain.Fetch(ctx, path)
+		resp, err := s.chain.Fetch(ctx, path, buffer)
 		if err != nil {
 			return nil, err
 		}

@@ -54,7 +54,7 @@ func (s *Server) handleSumDB(w http.ResponseWriter, r *http.Request) {
 // and partial tiles grow with the log.
 func (s *Server) sumdbSpec(name, rest string) (cache.Spec, string, error) {
 	path := "sumdb/" + name + "/" + rest
-	spec := cache.Spec{Key: path, Fetch: s.upstreamFetch(path), TTL: s.cfg.SumDB.LatestTTL.D(), MaxSize: 1 << 20}
+	spec := cache.Spec{Key: path, Fetch: s.upstreamFetch(path, 1<<20), TTL: s.cfg.SumDB.LatestTTL.D(), MaxSize: 1 << 20}
 	switch {
 	case rest == "latest":
 		return spec, "text/plain; charset=utf-8", nil

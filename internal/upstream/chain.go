@@ -3,6 +3,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,13 +116,18 @@ type Response struct {
 // Fetch asks the chain for path (an escaped protocol path such as
 // "github.com/x/y/@v/list"). It returns derrors.NotFound or derrors.Gone when the
 // mirrors say so, derrors.BadUpstream / derrors.UpstreamTimeout when they fail.
-func (c *Chain) Fetch(ctx context.Context, path string) (*Response, error) {
+//
+// With buffer > 0 the whole body (at most buffer bytes) is read before Fetch
+// returns, so a transfer that breaks mid-body counts as that mirror's failure and
+// is retried or falls through like any other. That is right for small objects;
+// zips stream (buffer 0), and a broken zip transfer fails the request.
+func (c *Chain) Fetch(ctx context.Context, path string, buffer int64) (*Response, error) {
 	if len(c.entries) == 0 {
 		return nil, derrors.New(derrors.NotFound, "not found: no upstream mirror configured")
 	}
 	var lastErr error
 	for _, e := range c.entries {
-		resp, err := c.fetchOne(ctx, e, path)
+		resp, err := c.fetchOne(ctx, e, path, buffer)
 		if err == nil {
 			return resp, nil
 		}
@@ -137,10 +143,17 @@ func (c *Chain) Fetch(ctx context.Context, path string) (*Response, error) {
 	return nil, lastErr
 }
 
-func (c *Chain) fetchOne(ctx context.Context, e Entry, path string) (*Response, error) {
+func (c *Chain) fetchOne(ctx context.Context, e Entry, path string, buffer int64) (*Response, error) {
 	backoff := c.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
 		resp, retryAfter, err := c.try(ctx, e, path)
+		if err == nil {
+			if buffer > 0 {
+				resp, err = readAll(resp, buffer)
+			} else {
+				resp, err = peek(resp)
+			}
+		}
 		if err == nil || attempt >= c.cfg.Retries || retryAfter < 0 {
 			return resp, err
 		}
@@ -244,4 +257,45 @@ func parseRetryAfter(v string) time.Duration {
 		return time.Until(t)
 	}
 	return 0
+}
+
+// readAll replaces resp's body with its bytes in memory.
+func readAll(resp *Response, limit int64) (*Response, error) {
+	defer resp.Body.Close()
+	if resp.Size > limit {
+		return nil, derrors.New(derrors.BadUpstream, "upstream object is %d bytes, over the %d-byte limit", resp.Size, limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, derrors.New(derrors.BadUpstream, "upstream object exceeds the %d-byte limit", limit)
+	}
+	if resp.Size >= 0 && int64(len(data)) != resp.Size {
+		return nil, derrors.New(derrors.BadUpstream, "upstream sent %d of %d bytes", len(data), resp.Size)
+	}
+	return &Response{Body: io.NopCloser(bytes.NewReader(data)), Size: int64(len(data)), Source: resp.Source}, nil
+}
+
+// peek reads the first bytes of a streamed body, so a mirror that answers 200 and
+// then breaks before sending anything counts as failed and the chain moves on;
+// once bytes flow, a failure can only end the transfer.
+func peek(resp *Response) (*Response, error) {
+	buf := make([]byte, 32<<10)
+	n, err := io.ReadAtLeast(resp.Body, buf, 1)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		resp.Body.Close()
+		return nil, err
+	}
+	return &Response{
+		Body:   readCloser{io.MultiReader(bytes.NewReader(buf[:n]), resp.Body), resp.Body},
+		Size:   resp.Size,
+		Source: resp.Source,
+	}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }

@@ -97,7 +97,7 @@ func TestFallbackRules(t *testing.T) {
 			a := newMirror(t, tt.first, "first")
 			b := newMirror(t, 200, "second")
 			c := newTestChain(t, a.URL+tt.sep+b.URL)
-			resp, err := c.Fetch(context.Background(), "example.com/m/@v/list")
+			resp, err := c.Fetch(context.Background(), "example.com/m/@v/list", 0)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Fetch error = %v, want %v", err, tt.wantErr)
@@ -123,11 +123,11 @@ func TestAllNotFound(t *testing.T) {
 	t.Parallel()
 	a := newMirror(t, 404, "not found: example.com/m@v9.9.9: invalid version\nsecond line")
 	b := newMirror(t, 410, "")
-	_, err := newTestChain(t, a.URL+","+b.URL).Fetch(context.Background(), "example.com/m/@v/v9.9.9.info")
+	_, err := newTestChain(t, a.URL+","+b.URL).Fetch(context.Background(), "example.com/m/@v/v9.9.9.info", 0)
 	if !errors.Is(err, derrors.Gone) {
 		t.Fatalf("err = %v, want Gone (the last mirror's answer)", err)
 	}
-	_, err = newTestChain(t, a.URL).Fetch(context.Background(), "example.com/m/@v/v9.9.9.info")
+	_, err = newTestChain(t, a.URL).Fetch(context.Background(), "example.com/m/@v/v9.9.9.info", 0)
 	if !errors.Is(err, derrors.NotFound) {
 		t.Fatalf("err = %v, want NotFound", err)
 	}
@@ -140,7 +140,7 @@ func TestUnreachableAndStalled(t *testing.T) {
 	t.Parallel()
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
-	_, err := newTestChain(t, down.URL).Fetch(context.Background(), "example.com/m/@v/list")
+	_, err := newTestChain(t, down.URL).Fetch(context.Background(), "example.com/m/@v/list", 0)
 	if !errors.Is(err, derrors.BadUpstream) {
 		t.Errorf("unreachable: err = %v, want BadUpstream", err)
 	}
@@ -160,7 +160,7 @@ func TestUnreachableAndStalled(t *testing.T) {
 	}))
 	defer stall.Close()
 	defer close(release)
-	resp, err := newTestChain(t, stall.URL).Fetch(context.Background(), "example.com/m/@v/v1.0.0.zip")
+	resp, err := newTestChain(t, stall.URL).Fetch(context.Background(), "example.com/m/@v/v1.0.0.zip", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,5 +168,28 @@ func TestUnreachableAndStalled(t *testing.T) {
 	resp.Body.Close()
 	if !errors.Is(err, derrors.UpstreamTimeout) {
 		t.Errorf("stalled body: err = %v, want UpstreamTimeout", err)
+	}
+}
+
+// A small object whose transfer breaks mid-body is that mirror's failure: after
+// "|" the next mirror serves it.
+func TestBufferedBodyFailureFallsThrough(t *testing.T) {
+	t.Parallel()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.Write([]byte("partial"))
+	}))
+	defer broken.Close()
+	good := newMirror(t, 200, "v1.0.0\n")
+	resp, err := newTestChain(t, broken.URL+"|"+good.URL).Fetch(context.Background(), "example.com/m/@v/list", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "v1.0.0\n" {
+		t.Errorf("body %q", body)
+	}
+	if _, err := newTestChain(t, broken.URL+","+good.URL).Fetch(context.Background(), "example.com/m/@v/list", 1<<20); !errors.Is(err, derrors.BadUpstream) {
+		t.Errorf("after ',': err = %v, want BadUpstream", err)
 	}
 }
