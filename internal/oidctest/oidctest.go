@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,6 +36,10 @@ type Provider struct {
 	store   *storage
 	down    atomic.Bool
 	jwksHit atomic.Int64
+
+	foreignOnce sync.Once
+	foreign     *signingKey
+	foreignErr  error
 }
 
 // Start starts a provider on a loopback httptest TLS server and stops it when
@@ -257,11 +262,13 @@ func (p *Provider) IssueToken(subject string, groups []string, opts ...TokenOpti
 
 	var key *signingKey
 	if spec.foreignKey {
-		k, err := newSigningKey()
-		if err != nil {
-			p.t.Fatalf("oidctest: %v", err)
+		// One unpublished key per provider (RSA generation is slow), under a
+		// fresh kid each time.
+		p.foreignOnce.Do(func() { p.foreign, p.foreignErr = newSigningKey() })
+		if p.foreignErr != nil {
+			p.t.Fatalf("oidctest: %v", p.foreignErr)
 		}
-		key = k
+		key = &signingKey{id: randomID()[:16], key: p.foreign.key}
 	} else {
 		p.store.mu.Lock()
 		key = p.store.keys[len(p.store.keys)-1]
