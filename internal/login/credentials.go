@@ -148,7 +148,9 @@ func refresh(ctx context.Context, c Credential, client *http.Client) (Credential
 	if err != nil {
 		return c, err
 	}
-	oc := &oauth2.Config{ClientID: c.ClientID, Endpoint: provider.Endpoint(), Scopes: c.Scopes}
+	endpoint := provider.Endpoint()
+	endpoint.AuthStyle = oauth2.AuthStyleInParams // a public client: client_id in the form, no secret
+	oc := &oauth2.Config{ClientID: c.ClientID, Endpoint: endpoint, Scopes: c.Scopes}
 	tok, err := oc.TokenSource(octx, &oauth2.Token{RefreshToken: c.RefreshToken}).Token()
 	if err != nil {
 		return c, err

@@ -146,6 +146,7 @@ func Login(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("login: discovering %s: %w", cfg.Issuer, err)
 	}
 	endpoint := provider.Endpoint()
+	endpoint.AuthStyle = oauth2.AuthStyleInParams // a public client: client_id in the form, no secret
 	if endpoint.DeviceAuthURL == "" {
 		return nil, fmt.Errorf("login: %s does not offer the device authorization grant", cfg.Issuer)
 	}
