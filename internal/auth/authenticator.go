@@ -149,7 +149,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, error
 		}
 	} else {
 		if a.oidc == nil {
-			err = derrors.New(derrors.Unauthenticated, ReasonTokenMalformed)
+			err = derrors.New(derrors.Unauthenticated, ReasonOIDCDisabled)
 		} else {
 			id, err = a.oidc.Verify(ctx, secret)
 		}

@@ -72,6 +72,7 @@ func TestAuthenticate(t *testing.T) {
 	p := oidctest.Start(t)
 	a := newAuthenticator(t, p, nil, nil)
 	noTokens := newAuthenticator(t, p, nil, func(c *AuthenticatorConfig) { c.Tokens = nil })
+	noOIDC := newAuthenticator(t, p, nil, func(c *AuthenticatorConfig) { c.OIDC = nil })
 	idTok := p.IssueToken("u-7", []string{"eng-payments"})
 	expired := p.IssueToken("u-7", nil, oidctest.WithExpiry(time.Now().Add(-time.Hour)))
 
@@ -101,6 +102,8 @@ func TestAuthenticate(t *testing.T) {
 		{name: "fail/api-token-unknown", header: []string{"Authorization", "Bearer mgt_nope"}, kind: derrors.Unauthenticated, reason: ReasonAPITokenUnknown},
 		{name: "fail/api-token-store-down", header: []string{"Authorization", "Bearer mgt_down"}, kind: derrors.Unavailable, reason: "token store unavailable"},
 		{name: "fail/api-tokens-disabled", a: noTokens, header: []string{"Authorization", "Bearer mgt_good"}, kind: derrors.Unauthenticated, reason: ReasonAPITokensDisabled},
+		{name: "fail/oidc-disabled", a: noOIDC, header: []string{"Authorization", "Bearer " + idTok}, kind: derrors.Unauthenticated, reason: ReasonOIDCDisabled},
+		{name: "ok/api-token-without-oidc", a: noOIDC, header: []string{"Authorization", "Bearer mgt_good"}, subject: "ci-bot", method: identity.MethodToken},
 		{name: "fail/password-not-a-token", header: []string{"Authorization", basic("alice", "hunter2")}, kind: derrors.Unauthenticated, reason: ReasonTokenMalformed},
 	}
 	for i, tt := range tests {

@@ -18,6 +18,7 @@ const (
 	ReasonTokenNoSubject    = "token has no subject"
 	ReasonEmailNotVerified  = "token email not verified"
 	ReasonAPITokensDisabled = "API tokens are not accepted"
+	ReasonOIDCDisabled      = "OIDC tokens are not accepted"
 	ReasonAPITokenUnknown   = "API token not recognised"
 	ReasonAPITokenRevoked   = "API token revoked"
 	ReasonAPITokenExpired   = "API token expired"
