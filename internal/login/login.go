@@ -216,8 +216,12 @@ func Login(ctx context.Context, cfg Config) (*Result, error) {
 // PrintPrompt writes the sign-in instructions. The "code:" line is stable for
 // scripts and tests that drive the flow.
 func PrintPrompt(w io.Writer, p Prompt) error {
+	uri := p.VerificationURI
+	if p.VerificationURIComplete != "" {
+		uri = p.VerificationURIComplete // the code pre-filled: one click less
+	}
 	_, err := fmt.Fprintf(w, "To sign in to modgate, open this URL in a browser:\n\n    %s\n\nand confirm the code: %s\n\nWaiting for approval (until %s)...\n",
-		p.VerificationURI, p.UserCode, p.Expiry.Local().Format(time.Kitchen))
+		uri, p.UserCode, p.Expiry.Local().Format(time.Kitchen))
 	return err
 }
 
