@@ -20,6 +20,8 @@ type command struct {
 
 var commands = map[string]command{
 	"agent":   {runAgent, "local forwarder that presents this machine's client certificate to modgate"},
+	"auth":    {runAuth, "GOAUTH helper: print Authorization headers for the go command"},
+	"login":   {runLogin, "sign in with OIDC (device flow) and write the token to ~/.netrc"},
 	"certs":   {runCerts, "create development certificates (certs init)"},
 	"serve":   {runServe, "run the proxy server"},
 	"version": {runVersion, "print the version"},

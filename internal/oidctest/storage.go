@@ -1,0 +1,382 @@
+package oidctest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+)
+
+// storage is a minimal in-memory op.Storage: one public native client allowed
+// the device and refresh-token grants, users known by subject, RSA signing keys
+// with rotation. The authorization-code flow is not supported (modgate uses the
+// device flow); its methods fail.
+type storage struct {
+	mu sync.Mutex
+
+	client        *client
+	users         map[string]*user   // by subject
+	devices       map[string]*device // by device code
+	userCodes     map[string]string  // user code → device code
+	accessTokens  map[string]*accessToken
+	refreshTokens map[string]*refreshToken
+	keys          []*signingKey // last is current
+	autoApprove   *user
+}
+
+type user struct {
+	subject string
+	email   string
+	groups  []string
+}
+
+type device struct {
+	state    op.DeviceAuthorizationState
+	userCode string
+}
+
+type accessToken struct {
+	id       string
+	subject  string
+	audience []string
+	scopes   []string
+	expires  time.Time
+}
+
+type refreshToken struct {
+	token    string
+	subject  string
+	clientID string
+	audience []string
+	scopes   []string
+	authTime time.Time
+	amr      []string
+}
+
+func newStorage(clientID string) (*storage, error) {
+	s := &storage{
+		client:        &client{id: clientID},
+		users:         map[string]*user{},
+		devices:       map[string]*device{},
+		userCodes:     map[string]string{},
+		accessTokens:  map[string]*accessToken{},
+		refreshTokens: map[string]*refreshToken{},
+	}
+	s.client.lifetime.Store(int64(5 * time.Minute))
+	k, err := newSigningKey()
+	if err != nil {
+		return nil, err
+	}
+	s.keys = []*signingKey{k}
+	return s, nil
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// signingKey implements op.SigningKey and op.Key.
+type signingKey struct {
+	id  string
+	key *rsa.PrivateKey
+}
+
+func newSigningKey() (*signingKey, error) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	return &signingKey{id: randomID()[:16], key: k}, nil
+}
+
+func (k *signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.RS256 }
+func (k *signingKey) Key() any                                    { return k.key }
+func (k *signingKey) ID() string                                  { return k.id }
+
+type publicKey struct{ *signingKey }
+
+func (k publicKey) Algorithm() jose.SignatureAlgorithm { return jose.RS256 }
+func (k publicKey) Use() string                        { return "sig" }
+func (k publicKey) Key() any                           { return &k.key.PublicKey }
+
+func (s *storage) user(subject string) *user {
+	if u, ok := s.users[subject]; ok {
+		return u
+	}
+	return &user{subject: subject}
+}
+
+var errUnsupported = errors.New("oidctest: not supported")
+
+// AuthStorage.
+
+func (s *storage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
+	return nil, errUnsupported
+}
+func (s *storage) AuthRequestByID(context.Context, string) (op.AuthRequest, error) {
+	return nil, errUnsupported
+}
+func (s *storage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
+	return nil, errUnsupported
+}
+func (s *storage) SaveAuthCode(context.Context, string, string) error { return errUnsupported }
+func (s *storage) DeleteAuthRequest(context.Context, string) error    { return nil }
+
+func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.newAccessToken(req)
+	return t.id, t.expires, nil
+}
+
+func (s *storage) newAccessToken(req op.TokenRequest) *accessToken {
+	t := &accessToken{
+		id:       randomID(),
+		subject:  req.GetSubject(),
+		audience: req.GetAudience(),
+		scopes:   req.GetScopes(),
+		expires:  time.Now().Add(s.client.IDTokenLifetime()),
+	}
+	s.accessTokens[t.id] = t
+	return t
+}
+
+func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.newAccessToken(req)
+	rt := &refreshToken{token: randomID(), subject: req.GetSubject(), audience: req.GetAudience(), scopes: req.GetScopes(), clientID: s.client.id, authTime: time.Now()}
+	if r, ok := req.(op.IDTokenRequest); ok {
+		rt.clientID = r.GetClientID()
+		rt.authTime = r.GetAuthTime()
+		rt.amr = r.GetAMR()
+	}
+	if current != "" {
+		// Rotate: the used refresh token is spent.
+		old, ok := s.refreshTokens[current]
+		if !ok {
+			return "", "", time.Time{}, op.ErrInvalidRefreshToken
+		}
+		rt.authTime, rt.amr = old.authTime, old.amr
+		delete(s.refreshTokens, current)
+	}
+	s.refreshTokens[rt.token] = rt
+	return t.id, rt.token, t.expires, nil
+}
+
+func (s *storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refreshTokens[token]
+	if !ok {
+		return nil, op.ErrInvalidRefreshToken
+	}
+	return &refreshRequest{rt: *rt}, nil
+}
+
+func (s *storage) TerminateSession(ctx context.Context, userID, clientID string) error { return nil }
+
+func (s *storage) RevokeToken(ctx context.Context, token, userID, clientID string) *oidc.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.refreshTokens, token)
+	delete(s.accessTokens, token)
+	return nil
+}
+
+func (s *storage) GetRefreshTokenInfo(ctx context.Context, clientID, token string) (string, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rt, ok := s.refreshTokens[token]
+	if !ok {
+		return "", "", op.ErrInvalidRefreshToken
+	}
+	return rt.subject, rt.token, nil
+}
+
+func (s *storage) SigningKey(context.Context) (op.SigningKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[len(s.keys)-1], nil
+}
+
+func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
+	return []jose.SignatureAlgorithm{jose.RS256}, nil
+}
+
+func (s *storage) KeySet(context.Context) ([]op.Key, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]op.Key, len(s.keys))
+	for i, k := range s.keys {
+		keys[i] = publicKey{k}
+	}
+	return keys, nil
+}
+
+// OPStorage.
+
+func (s *storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	if id != s.client.id {
+		return nil, fmt.Errorf("oidctest: unknown client %q", id)
+	}
+	return s.client, nil
+}
+
+func (s *storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
+	return errors.New("oidctest: public client has no secret")
+}
+
+func (s *storage) setUserinfo(info *oidc.UserInfo, subject string) {
+	s.mu.Lock()
+	u := s.user(subject)
+	s.mu.Unlock()
+	info.Subject = u.subject
+	if u.email != "" {
+		info.Email = u.email
+		info.EmailVerified = true
+	}
+	info.AppendClaims("groups", slices.Clone(u.groups))
+}
+
+func (s *storage) SetUserinfoFromScopes(ctx context.Context, info *oidc.UserInfo, userID, clientID string, scopes []string) error {
+	s.setUserinfo(info, userID)
+	return nil
+}
+
+func (s *storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, origin string) error {
+	s.setUserinfo(info, subject)
+	return nil
+}
+
+func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
+	info := new(oidc.UserInfo)
+	s.setUserinfo(info, subject)
+	resp.SetUserInfo(info)
+	resp.Active = true
+	resp.ClientID = clientID
+	return nil
+}
+
+func (s *storage) GetPrivateClaimsFromScopes(ctx context.Context, userID, clientID string, scopes []string) (map[string]any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return map[string]any{"groups": slices.Clone(s.user(userID).groups)}, nil
+}
+
+func (s *storage) GetKeyByIDAndClientID(ctx context.Context, keyID, clientID string) (*jose.JSONWebKey, error) {
+	return nil, errUnsupported
+}
+
+func (s *storage) ValidateJWTProfileScopes(ctx context.Context, userID string, scopes []string) ([]string, error) {
+	return scopes, nil
+}
+
+func (s *storage) Health(context.Context) error { return nil }
+
+// DeviceAuthorizationStorage.
+
+func (s *storage) StoreDeviceAuthorization(ctx context.Context, clientID, deviceCode, userCode string, expires time.Time, scopes []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.userCodes[userCode]; ok {
+		return op.ErrDuplicateUserCode
+	}
+	d := &device{userCode: userCode, state: op.DeviceAuthorizationState{ClientID: clientID, Scopes: scopes, Expires: expires}}
+	s.devices[deviceCode] = d
+	s.userCodes[userCode] = deviceCode
+	if u := s.autoApprove; u != nil {
+		s.approveLocked(d, u)
+	}
+	return nil
+}
+
+func (s *storage) GetDeviceAuthorizatonState(ctx context.Context, clientID, deviceCode string) (*op.DeviceAuthorizationState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.devices[deviceCode]
+	if !ok || d.state.ClientID != clientID {
+		return nil, errors.New("oidctest: unknown device code")
+	}
+	st := d.state
+	return &st, nil
+}
+
+func (s *storage) approve(userCode string, u *user, deny bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dc, ok := s.userCodes[strings.ToUpper(strings.TrimSpace(userCode))]
+	if !ok {
+		return fmt.Errorf("oidctest: unknown user code %q", userCode)
+	}
+	d := s.devices[dc]
+	if deny {
+		d.state.Denied = true
+		return nil
+	}
+	s.approveLocked(d, u)
+	return nil
+}
+
+func (s *storage) approveLocked(d *device, u *user) {
+	s.users[u.subject] = u
+	d.state.Done = true
+	d.state.Subject = u.subject
+	d.state.AuthTime = time.Now()
+	d.state.AMR = []string{"pwd"}
+}
+
+// refreshRequest implements op.RefreshTokenRequest.
+type refreshRequest struct{ rt refreshToken }
+
+func (r *refreshRequest) GetAMR() []string                 { return r.rt.amr }
+func (r *refreshRequest) GetAudience() []string            { return r.rt.audience }
+func (r *refreshRequest) GetAuthTime() time.Time           { return r.rt.authTime }
+func (r *refreshRequest) GetClientID() string              { return r.rt.clientID }
+func (r *refreshRequest) GetScopes() []string              { return r.rt.scopes }
+func (r *refreshRequest) GetSubject() string               { return r.rt.subject }
+func (r *refreshRequest) SetCurrentScopes(scopes []string) { r.rt.scopes = scopes }
+
+// client is the public native client `modgate login` uses.
+type client struct {
+	id       string
+	lifetime atomic.Int64 // nanoseconds; tests change it while the OP serves
+}
+
+func (c *client) GetID() string                       { return c.id }
+func (c *client) RedirectURIs() []string              { return nil }
+func (c *client) PostLogoutRedirectURIs() []string    { return nil }
+func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
+func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodNone }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) GrantTypes() []oidc.GrantType {
+	return []oidc.GrantType{oidc.GrantTypeDeviceCode, oidc.GrantTypeRefreshToken}
+}
+func (c *client) LoginURL(id string) string            { return "/login?id=" + id }
+func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
+func (c *client) IDTokenLifetime() time.Duration       { return time.Duration(c.lifetime.Load()) }
+func (c *client) DevMode() bool                        { return false }
+func (c *client) IsScopeAllowed(scope string) bool     { return scope == "groups" }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
+func (c *client) ClockSkew() time.Duration             { return 0 }
+func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
