@@ -23,6 +23,7 @@ var commands = map[string]command{
 	"auth":    {runAuth, "GOAUTH helper: print Authorization headers for the go command"},
 	"login":   {runLogin, "sign in with OIDC (device flow) and write the token to ~/.netrc"},
 	"certs":   {runCerts, "create development certificates (certs init)"},
+	"migrate": {runMigrate, "apply or show database migrations (migrate up|status)"},
 	"serve":   {runServe, "run the proxy server"},
 	"version": {runVersion, "print the version"},
 }
