@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 
+	"github.com/modgate/modgate/internal/app"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/server"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,6 +18,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	upstreamList := fs.String("upstream", "", "GOPROXY-style upstream list, e.g. https://a,https://b|https://c (config: upstream.proxies)")
 	cacheDir := fs.String("cache-dir", "", "cache directory (config: cache.dir)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (config: log.level)")
+	anon := fs.Bool("anonymous", false, "admit requests without credentials; loopback development only (config: auth.anonymous)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -36,6 +35,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *cacheDir != "" {
 		cfg.Cache.Dir = *cacheDir
 	}
+	if *anon {
+		cfg.Auth.Anonymous = true
+	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
 	}
@@ -44,43 +46,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	log := newLogger(stderr, cfg.Log.Level)
 
-	srv, err := server.New(server.Options{Config: cfg, Logger: log})
+	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	defer a.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	hs := srv.HTTPServer(cfg.Listen)
 	scheme := "http"
 	if cfg.TLSEnabled() {
 		scheme = "https"
-		hs.TLSConfig = srv.TLS().Config()
 	}
 	log.Info("modgate serving", "addr", ln.Addr().String(), "scheme", scheme, "upstream", cfg.UpstreamList(), "cache_dir", cfg.Cache.Dir)
 	fmt.Fprintf(stdout, "modgate listening on %s://%s\n", scheme, ln.Addr())
-
-	errc := make(chan error, 1)
-	go func() {
-		if scheme == "https" {
-			errc <- hs.ServeTLS(ln, "", "")
-		} else {
-			errc <- hs.Serve(ln)
-		}
-	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout.D().String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return a.Serve(ctx, ln)
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

@@ -31,7 +31,60 @@ type Config struct {
 	Server   Server   `yaml:"server"`
 	// TLS terminates TLS and configures client certificates (docs/mtls.md). Without
 	// tls.cert_file modgate serves plain HTTP, which Validate allows only on loopback.
-	TLS auth.TLSConfig `yaml:"tls"`
+	TLS      auth.TLSConfig `yaml:"tls"`
+	Auth     Auth           `yaml:"auth"`
+	Database Database       `yaml:"database"`
+}
+
+// Auth configures how requests are authenticated (docs/authentication.md). Client
+// certificates are configured under tls; a request presenting none is
+// authenticated by an OIDC ID token or a modgate API token, sent as Bearer or as
+// the Basic password that ~/.netrc produces.
+type Auth struct {
+	// Anonymous admits requests without credentials as the "anonymous" identity.
+	// For loopback development only: Validate refuses it on other addresses.
+	Anonymous bool `yaml:"anonymous"`
+	// OIDC verifies ID tokens; enabled when oidc.issuer is set.
+	OIDC auth.OIDCConfig `yaml:"oidc"`
+	// APITokens accepts modgate API tokens (mgt_...); needs the database.
+	APITokens bool `yaml:"api_tokens"`
+	// LoginClientID and LoginScopes are published at /.well-known/modgate-login so
+	// `modgate login https://proxy` needs no other flags.
+	LoginClientID string   `yaml:"login_client_id"`
+	LoginScopes   []string `yaml:"login_scopes"`
+	// FailureBurst failed authentications from one source are allowed in a row,
+	// one more per FailureRefill; beyond that the source gets 429.
+	FailureBurst  int      `yaml:"failure_burst"`
+	FailureRefill Duration `yaml:"failure_refill"`
+}
+
+// OIDCEnabled reports whether OIDC tokens are accepted.
+func (a *Auth) OIDCEnabled() bool { return a.OIDC.Issuer != "" }
+
+// Database configures PostgreSQL (API tokens, audit trail, replica coordination).
+type Database struct {
+	// URL is a PostgreSQL connection URL. Prefer url_file or the
+	// MODGATE_DATABASE_URL environment variable for URLs with passwords.
+	URL     string `yaml:"url"`
+	URLFile string `yaml:"url_file"`
+	// Migrate applies pending migrations at start-up.
+	Migrate bool `yaml:"migrate"`
+}
+
+// DatabaseURL resolves the database URL from url, url_file or the environment;
+// "" means no database.
+func (c *Config) DatabaseURL() (string, error) {
+	switch {
+	case c.Database.URL != "":
+		return c.Database.URL, nil
+	case c.Database.URLFile != "":
+		b, err := os.ReadFile(c.Database.URLFile)
+		if err != nil {
+			return "", fmt.Errorf("config: database.url_file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return os.Getenv("MODGATE_DATABASE_URL"), nil
 }
 
 // Cache configures the object cache.
@@ -103,6 +156,12 @@ func Defaults() Config {
 			LatestTTL: Duration(time.Minute),
 		},
 		Log: Log{Level: "info"},
+		Auth: Auth{
+			APITokens:     true,
+			FailureBurst:  20,
+			FailureRefill: Duration(6 * time.Second),
+		},
+		Database: Database{Migrate: true},
 		Server: Server{
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
@@ -164,6 +223,20 @@ func (c *Config) Validate() error {
 		}
 	} else if !isLoopback(c.Listen) {
 		errs = append(errs, fmt.Sprintf("listen %s is not a loopback address: plain HTTP is for loopback development only; set tls.cert_file and tls.key_file", c.Listen))
+	}
+	if c.Auth.Anonymous && !isLoopback(c.Listen) {
+		errs = append(errs, "auth.anonymous is for loopback development only")
+	}
+	if c.Auth.OIDCEnabled() {
+		if err := c.Auth.OIDC.Validate(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if c.Database.URL != "" && c.Database.URLFile != "" {
+		errs = append(errs, "database: set url or url_file, not both")
+	}
+	if c.Auth.FailureBurst < 0 || c.Auth.FailureRefill < 0 {
+		errs = append(errs, "auth: failure limits must not be negative")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))

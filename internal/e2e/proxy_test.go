@@ -27,6 +27,7 @@ func startProxy(t *testing.T, upstreams string, mutate ...func(*config.Config)) 
 	cfg := config.Defaults()
 	cfg.Cache.Dir = t.TempDir()
 	cfg.Upstream.Proxies = upstreams
+	cfg.Auth.Anonymous = true
 	cfg.Upstream.RetryBackoff = config.Duration(1e6) // 1ms: tests inject failures on purpose
 	cfg.SumDB.Names = []string{testSumDB}
 	for _, m := range mutate {

@@ -23,6 +23,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	h.Del("Last-Modified")
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusTooManyRequests && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", "10")
+	}
 	if status == http.StatusNotFound || status == http.StatusGone {
 		// Short, so a module published a moment later is seen soon.
 		h.Set("Cache-Control", "private, max-age=60")

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/modgate/modgate/internal/identity"
 )
 
 type requestIDKey struct{}
@@ -56,6 +58,7 @@ type recorder struct {
 	err      error  // the error written, if any
 	cache    string // cache result: hit, miss, stale
 	source   string // where the bytes came from
+	identity *identity.Identity
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -172,6 +175,9 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", r.RemoteAddr),
 		slog.String("endpoint", rec.endpoint),
+	}
+	if rec.identity != nil {
+		attrs = append(attrs, slog.String("subject", rec.identity.Subject), slog.String("auth", string(rec.identity.Method)))
 	}
 	if rec.cache != "" {
 		attrs = append(attrs, slog.String("cache", rec.cache), slog.String("source", rec.source))

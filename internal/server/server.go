@@ -17,6 +17,7 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/login"
 	"github.com/modgate/modgate/internal/metrics"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/upstream"
@@ -33,6 +34,9 @@ type Options struct {
 	Store storage.Store
 	// UpstreamTransport overrides the HTTP transport to upstream mirrors.
 	UpstreamTransport http.RoundTripper
+	// Authenticator verifies Bearer/Basic credentials; nil accepts only client
+	// certificates (and anonymous callers where auth.anonymous allows).
+	Authenticator Authenticator
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -45,6 +49,7 @@ type Server struct {
 	chain  *upstream.Chain
 	sumdbs map[string]bool
 	tls    *auth.ServerTLS // nil when serving plain HTTP
+	authn  Authenticator
 	ready  []readyCheck
 	router *mux.Router
 }
@@ -96,6 +101,7 @@ func New(opts Options) (*Server, error) {
 		cache:  cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
 		chain:  chain,
 		sumdbs: make(map[string]bool),
+		authn:  opts.Authenticator,
 	}
 	if cfg.TLSEnabled() {
 		st, err := auth.NewServerTLS(cfg.TLS, log)
@@ -145,8 +151,11 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz)))
 	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
 	r.Handle("/metrics", s.endpoint("metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
-	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", http.HandlerFunc(s.handleSumDB)))
-	r.PathPrefix("/").Handler(http.HandlerFunc(s.handleModule))
+	r.Handle(login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo)))
+
+	// Everything below needs a verified identity.
+	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withIdentity(http.HandlerFunc(s.handleSumDB))))
+	r.PathPrefix("/").Handler(s.withIdentity(http.HandlerFunc(s.handleModule)))
 	return r
 }
 

@@ -44,6 +44,7 @@ func newTestServer(t *testing.T, upstreamURL string) (*httptest.Server, string) 
 	cfg := config.Defaults()
 	cfg.Cache.Dir = t.TempDir()
 	cfg.Upstream.Proxies = upstreamURL
+	cfg.Auth.Anonymous = true
 	cfg.Upstream.Retries = 0
 	s, err := New(Options{Config: cfg})
 	if err != nil {

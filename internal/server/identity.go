@@ -1,0 +1,81 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/modgate/modgate/internal/auth"
+	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/identity"
+	"github.com/modgate/modgate/internal/login"
+)
+
+// Authenticator establishes an identity from a request's credentials (Bearer or
+// Basic); *auth.Authenticator implements it.
+type Authenticator interface {
+	Authenticate(r *http.Request) (*identity.Identity, error)
+}
+
+var anonymous = &identity.Identity{Subject: "anonymous", Method: identity.MethodAnonymous}
+
+// identify establishes who is calling: a verified client certificate first, then
+// a token, then (loopback development only) anonymous. A presented but invalid
+// credential is always refused, even where anonymous access is allowed: a broken
+// certificate or token must be noticed, not silently downgraded.
+func (s *Server) identify(r *http.Request) (*identity.Identity, error) {
+	if s.tls != nil {
+		id, err := s.tls.IdentityFromTLS(r.TLS)
+		if err != nil || id != nil {
+			return id, err
+		}
+	}
+	hasCreds := r.Header.Get("Authorization") != ""
+	if s.authn != nil && (hasCreds || !s.cfg.Auth.Anonymous) {
+		return s.authn.Authenticate(r)
+	}
+	if s.cfg.Auth.Anonymous && !hasCreds {
+		return anonymous, nil
+	}
+	if hasCreds {
+		return nil, derrors.New(derrors.Unauthenticated, "%s", auth.ReasonAPITokensDisabled)
+	}
+	return nil, derrors.New(derrors.Unauthenticated, "%s", auth.ReasonNoCredentials)
+}
+
+// withIdentity refuses requests without a verified identity and puts the identity
+// in the request context for policy and audit.
+func (s *Server) withIdentity(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := s.identify(r)
+		if err != nil {
+			if errors.Is(err, derrors.Unauthenticated) {
+				// RFC 9110 §11.6.1: a 401 carries the schemes the server accepts.
+				w.Header().Add("WWW-Authenticate", `Bearer realm="modgate"`)
+				w.Header().Add("WWW-Authenticate", `Basic realm="modgate"`)
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		if rec := recorderOf(w); rec != nil {
+			rec.identity = id
+		}
+		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
+	})
+}
+
+// handleLoginInfo publishes what `modgate login https://proxy` needs to start a
+// device flow, so developers pass no IdP flags.
+func (s *Server) handleLoginInfo(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.Auth.OIDCEnabled() || s.cfg.Auth.LoginClientID == "" {
+		s.writeError(w, r, derrors.New(derrors.NotFound, "this modgate has no OIDC login configured"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	json.NewEncoder(w).Encode(login.ServerInfo{
+		Issuer:   s.cfg.Auth.OIDC.Issuer,
+		ClientID: s.cfg.Auth.LoginClientID,
+		Scopes:   s.cfg.Auth.LoginScopes,
+	})
+}
