@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -31,9 +32,18 @@ type Config struct {
 	Server   Server   `yaml:"server"`
 	// TLS terminates TLS and configures client certificates (docs/mtls.md). Without
 	// tls.cert_file modgate serves plain HTTP, which Validate allows only on loopback.
+	Private  Private        `yaml:"private"`
 	TLS      auth.TLSConfig `yaml:"tls"`
 	Auth     Auth           `yaml:"auth"`
 	Database Database       `yaml:"database"`
+}
+
+// Private names the company's private module paths. They are never sent to an
+// upstream mirror or looked up in the checksum database, under any error.
+type Private struct {
+	// Patterns is a GOPRIVATE-style comma-separated list of glob path prefixes,
+	// e.g. "corp.example/*,git.corp.example".
+	Patterns string `yaml:"patterns"`
 }
 
 // Auth configures how requests are authenticated (docs/authentication.md). Client
@@ -223,6 +233,13 @@ func (c *Config) Validate() error {
 		}
 	} else if !isLoopback(c.Listen) {
 		errs = append(errs, fmt.Sprintf("listen %s is not a loopback address: plain HTTP is for loopback development only; set tls.cert_file and tls.key_file", c.Listen))
+	}
+	for _, p := range strings.Split(c.Private.Patterns, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if _, err := path.Match(p, p); err != nil {
+				errs = append(errs, fmt.Sprintf("private.patterns: invalid glob %q", p))
+			}
+		}
 	}
 	if c.Auth.Anonymous && !isLoopback(c.Listen) {
 		errs = append(errs, "auth.anonymous is for loopback development only")

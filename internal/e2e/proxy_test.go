@@ -298,3 +298,41 @@ func moduleOf(t *testing.T, s *proxytest.Server, path, version string) proxytest
 	t.Fatalf("no fixture %s@%s", path, version)
 	return proxytest.Module{}
 }
+
+// Private paths never leave the company: not to a mirror, not to the checksum
+// database, even when a developer forgets GONOSUMDB.
+func TestPrivatePathsNeverLeak(t *testing.T) {
+	upstream := proxytest.NewServer(t, proxytest.StandardModules()...)
+	db := sumdbtest.Mount(t, upstream, testSumDB)
+	mg, _ := startProxy(t, upstream.URL, func(c *config.Config) { c.Private.Patterns = "mod.test/hello,mod.test/Upper" })
+	g := gotest.New(t, "GOPROXY="+mg.URL, "GOSUMDB="+db.Key())
+	for _, mod := range []string{proxytest.HelloPath + "@v1.0.0", proxytest.HelloV2Path + "@v2.0.0", proxytest.UpperPath + "@v1.0.0"} {
+		_, stderr, err := g.Run("", "mod", "download", mod)
+		if err == nil || !strings.Contains(stderr, "is a private module path") {
+			t.Errorf("%s: err=%v, want the private-path refusal:\n%s", mod, err, stderr)
+		}
+	}
+	// A direct lookup for a private path is refused locally.
+	resp, err := http.Get(mg.URL + "/sumdb/" + testSumDB + "/lookup/mod.test/hello@v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("private sumdb lookup: %d, want 404", resp.StatusCode)
+	}
+	// Public modules still work.
+	if _, stderr, err := g.Run("", "mod", "download", proxytest.LegacyPath+"@v1.0.0"); err != nil {
+		t.Fatalf("public module: %v\n%s", err, stderr)
+	}
+	for _, p := range upstream.Paths() {
+		if strings.Contains(p, "hello") || strings.Contains(strings.ToLower(p), "upper") {
+			t.Errorf("upstream was asked for private path %s", p)
+		}
+	}
+	for _, p := range db.LookedUp() {
+		if strings.Contains(p, "hello") || strings.Contains(strings.ToLower(p), "upper") {
+			t.Errorf("checksum database was asked about private path %s", p)
+		}
+	}
+}

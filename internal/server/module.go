@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 
+	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
 	"github.com/modgate/modgate/internal/cache"
@@ -42,6 +43,12 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 	if rec := recorderOf(w); rec != nil {
 		rec.endpoint = req.Kind.String()
 	}
+	if s.isPrivate(req.Module) {
+		// Never ask a public mirror about a private path: the request itself would
+		// leak the company's module names. Private sources come from config.
+		s.writeError(w, r, derrors.New(derrors.NotFound, "not found: %s is a private module path and no private source serves it", req.Module))
+		return
+	}
 	entry, err := s.cache.Get(r.Context(), s.moduleSpec(req))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -49,6 +56,11 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 	}
 	defer entry.Close()
 	s.serveEntry(w, r, entry, req.Kind.ContentType(), req.Immutable())
+}
+
+// isPrivate reports whether a module path matches private.patterns.
+func (s *Server) isPrivate(modulePath string) bool {
+	return s.cfg.Private.Patterns != "" && module.MatchPrefixPatterns(s.cfg.Private.Patterns, modulePath)
 }
 
 // moduleSpec says how the object a request names is fetched, checked and cached.

@@ -63,8 +63,13 @@ func (s *Server) sumdbSpec(name, rest string) (cache.Spec, string, error) {
 		if !ok {
 			return spec, "", derrors.New(derrors.InvalidArgument, "malformed checksum database lookup")
 		}
-		if _, err := module.UnescapePath(escMod); err != nil {
+		modPath, err := module.UnescapePath(escMod)
+		if err != nil {
 			return spec, "", derrors.WithCause(derrors.InvalidArgument, err, "invalid module path in lookup")
+		}
+		if s.isPrivate(modPath) {
+			// The lookup would tell the checksum database the private path.
+			return spec, "", derrors.New(derrors.NotFound, "not found: %s is a private module path; private modules are not in the checksum database (set GONOSUMDB)", modPath)
 		}
 		if _, err := module.UnescapeVersion(escVer); err != nil {
 			return spec, "", derrors.WithCause(derrors.InvalidArgument, err, "invalid version in lookup")
