@@ -1,0 +1,262 @@
+package policy
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/identity"
+)
+
+// Action is what the caller wants to do. The GOPROXY actions are named after the
+// protocol's endpoints.
+type Action string
+
+const (
+	ActionList      Action = "list"   // GET $module/@v/list
+	ActionInfo      Action = "info"   // GET $module/@v/$version.info
+	ActionMod       Action = "mod"    // GET $module/@v/$version.mod
+	ActionZip       Action = "zip"    // GET $module/@v/$version.zip
+	ActionLatest    Action = "latest" // GET $module/@latest
+	ActionSumDB     Action = "sumdb"  // GET /sumdb/$name/... (checksum database proxy)
+	ActionPublish   Action = "publish"
+	ActionDelete    Action = "delete"
+	ActionAuditRead Action = "audit.read"
+	ActionAdmin     Action = "admin"
+)
+
+var actions = []Action{
+	ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB,
+	ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin,
+}
+
+// Valid reports whether a is one of the actions above.
+func (a Action) Valid() bool { return slices.Contains(actions, a) }
+
+// IsPull reports whether a only reads modules.
+func (a Action) IsPull() bool {
+	switch a {
+	case ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB:
+		return true
+	}
+	return false
+}
+
+// Route says where a module comes from: internal git or the upstream mirrors.
+type Route string
+
+const (
+	RoutePrivate Route = "private"
+	RoutePublic  Route = "public"
+)
+
+// Input is the question asked of the policy. Its JSON form is the Rego input
+// document (docs/policy.md), plus path_prefixes, which the engine derives from
+// Module.
+type Input struct {
+	Subject string          `json:"subject"`
+	Teams   []string        `json:"teams"` // a set: order does not matter
+	Method  identity.Method `json:"method"`
+	Scopes  []string        `json:"scopes"` // API-token scopes; empty = unrestricted
+	Action  Action          `json:"action"`
+	Module  string          `json:"module"`  // module path; empty for audit.read, admin, most sumdb requests
+	Version string          `json:"version"` // empty for list and latest
+	// VersionTime is the version's publication time (RFC 3339) as the source
+	// reports it, or empty when unknown; the cool-down uses it.
+	VersionTime string `json:"version_time"`
+	Route       Route  `json:"route"`
+	ClientAddr  string `json:"client_addr"`
+	// Time is when the request is decided; zero means now. The engine rounds it
+	// down to its time resolution (a minute by default), see Options.
+	Time time.Time `json:"time"`
+}
+
+// NewInput starts an Input for the caller: subject, teams, method and scopes
+// come from id (nil means anonymous).
+func NewInput(id *identity.Identity, action Action) Input {
+	in := Input{Action: action, Method: identity.MethodAnonymous}
+	if id != nil {
+		in.Subject = id.Subject
+		in.Teams = id.Teams
+		in.Method = id.Method
+		in.Scopes = id.Scopes
+	}
+	return in
+}
+
+func (in *Input) validate() error {
+	if !in.Action.Valid() {
+		return derrors.New(derrors.InvalidArgument, "policy: unknown action %q", in.Action)
+	}
+	switch in.Route {
+	case "", RoutePrivate, RoutePublic:
+	default:
+		return derrors.New(derrors.InvalidArgument, "policy: unknown route %q", in.Route)
+	}
+	if in.VersionTime != "" {
+		if _, err := time.Parse(time.RFC3339, in.VersionTime); err != nil {
+			return derrors.WithCause(derrors.InvalidArgument, err, "policy: version time %q is not RFC 3339", in.VersionTime)
+		}
+	}
+	return nil
+}
+
+// pathPrefixes returns the module path's prefixes at element boundaries,
+// shortest first: "a.com/b/c" → "a.com", "a.com/b", "a.com/b/c". The policy
+// looks each up in its prefix-keyed data, so ownership is O(depth) lookups
+// instead of a scan over every owned prefix.
+func pathPrefixes(m string) []string {
+	if m == "" {
+		return nil
+	}
+	n := strings.Count(m, "/") + 1
+	out := make([]string, 0, n)
+	for i := 0; i < len(m); i++ {
+		if m[i] == '/' {
+			out = append(out, m[:i])
+		}
+	}
+	return append(out, m)
+}
+
+// inputField identifies the input fields a policy may read; the engine builds
+// cache keys from only those the loaded policy reads.
+type inputField uint16
+
+const (
+	fieldSubject inputField = 1 << iota
+	fieldTeams
+	fieldMethod
+	fieldScopes
+	fieldAction
+	fieldModule // module and path_prefixes
+	fieldVersion
+	fieldVersionTime
+	fieldRoute
+	fieldClientAddr
+	fieldTime
+	fieldAll inputField = 1<<iota - 1
+)
+
+var fieldNames = map[string]inputField{
+	"subject":       fieldSubject,
+	"teams":         fieldTeams,
+	"method":        fieldMethod,
+	"scopes":        fieldScopes,
+	"action":        fieldAction,
+	"module":        fieldModule,
+	"path_prefixes": fieldModule,
+	"version":       fieldVersion,
+	"version_time":  fieldVersionTime,
+	"route":         fieldRoute,
+	"client_addr":   fieldClientAddr,
+	"time":          fieldTime,
+}
+
+// inputFieldsRead returns the input fields the modules refer to. A reference to
+// input as a whole, or with a computed key, counts as reading every field.
+func inputFieldsRead(modules map[string]*ast.Module) inputField {
+	var used inputField
+	for _, m := range modules {
+		ast.WalkRefs(m, func(r ast.Ref) bool {
+			if !r[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			if len(r) < 2 {
+				used = fieldAll
+				return false
+			}
+			key, ok := r[1].Value.(ast.String)
+			if !ok {
+				used = fieldAll
+				return false
+			}
+			f, ok := fieldNames[string(key)]
+			if !ok {
+				// An unknown field is always undefined; reading it does not
+				// make a decision depend on anything.
+				return false
+			}
+			used |= f
+			return false
+		})
+		// Bare `input` as a term (x := input, walk(input)) is a Var, not a Ref.
+		ast.WalkVars(m, func(v ast.Var) bool {
+			if v.Equal(ast.InputRootDocument.Value) {
+				used = fieldAll
+			}
+			return false
+		})
+	}
+	return used
+}
+
+// value builds the Rego input document directly as an AST value: cheaper than
+// rego.EvalInput's JSON round trip on every decision.
+func (in *Input) value(now time.Time, prefixes []string) ast.Value {
+	strs := func(ss []string) *ast.Term {
+		terms := make([]*ast.Term, len(ss))
+		for i, s := range ss {
+			terms[i] = ast.StringTerm(s)
+		}
+		return ast.ArrayTerm(terms...)
+	}
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("subject"), ast.StringTerm(in.Subject)),
+		ast.Item(ast.StringTerm("teams"), strs(in.Teams)),
+		ast.Item(ast.StringTerm("method"), ast.StringTerm(string(in.Method))),
+		ast.Item(ast.StringTerm("scopes"), strs(in.Scopes)),
+		ast.Item(ast.StringTerm("action"), ast.StringTerm(string(in.Action))),
+		ast.Item(ast.StringTerm("module"), ast.StringTerm(in.Module)),
+		ast.Item(ast.StringTerm("version"), ast.StringTerm(in.Version)),
+		ast.Item(ast.StringTerm("version_time"), ast.StringTerm(in.VersionTime)),
+		ast.Item(ast.StringTerm("route"), ast.StringTerm(string(in.Route))),
+		ast.Item(ast.StringTerm("client_addr"), ast.StringTerm(in.ClientAddr)),
+		ast.Item(ast.StringTerm("time"), ast.StringTerm(now.UTC().Format(time.RFC3339))),
+		ast.Item(ast.StringTerm("path_prefixes"), strs(prefixes)),
+	)
+}
+
+// cacheKey encodes the fields the policy reads, each length-prefixed so that no
+// two inputs share a key whatever bytes the fields hold. Teams and scopes must
+// already be sorted (Decide sorts them).
+func (in *Input) cacheKey(used inputField, now time.Time) string {
+	b := make([]byte, 0, 160)
+	put := func(f inputField, s string) {
+		if used&f != 0 {
+			b = strconv.AppendInt(b, int64(len(s)), 10)
+			b = append(b, ':')
+			b = append(b, s...)
+		}
+	}
+	putSet := func(f inputField, ss []string) {
+		if used&f != 0 {
+			b = strconv.AppendInt(b, int64(len(ss)), 10)
+			b = append(b, '[')
+			for _, s := range ss {
+				b = strconv.AppendInt(b, int64(len(s)), 10)
+				b = append(b, ':')
+				b = append(b, s...)
+			}
+		}
+	}
+	put(fieldSubject, in.Subject)
+	putSet(fieldTeams, in.Teams)
+	put(fieldMethod, string(in.Method))
+	putSet(fieldScopes, in.Scopes)
+	put(fieldAction, string(in.Action))
+	put(fieldModule, in.Module)
+	put(fieldVersion, in.Version)
+	put(fieldVersionTime, in.VersionTime)
+	put(fieldRoute, string(in.Route))
+	put(fieldClientAddr, in.ClientAddr)
+	if used&fieldTime != 0 {
+		b = append(b, 't')
+		b = strconv.AppendInt(b, now.Unix(), 10)
+	}
+	return string(b)
+}
