@@ -158,39 +158,39 @@ var fieldNames = map[string]inputField{
 }
 
 // inputFieldsRead returns the input fields the modules refer to. A reference to
-// input as a whole, or with a computed key, counts as reading every field.
+// input as a whole (x := input), or with a computed key (input[k]), counts as
+// reading every field.
 func inputFieldsRead(modules map[string]*ast.Module) inputField {
 	var used inputField
+	var visit func(x any) bool
+	visit = func(x any) bool {
+		switch x := x.(type) {
+		case ast.Ref:
+			if !x[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			if len(x) < 2 {
+				used = fieldAll
+				return true
+			}
+			if key, ok := x[1].Value.(ast.String); !ok {
+				used = fieldAll
+			} else if f, ok := fieldNames[string(key)]; ok {
+				used |= f
+			} // else: an unknown field is always undefined and decides nothing
+			for _, t := range x[1:] { // input.owners[input.module] reads module too
+				ast.NewGenericVisitor(visit).Walk(t)
+			}
+			return true
+		case ast.Var:
+			if x.Equal(ast.InputRootDocument.Value) {
+				used = fieldAll
+			}
+		}
+		return false
+	}
 	for _, m := range modules {
-		ast.WalkRefs(m, func(r ast.Ref) bool {
-			if !r[0].Equal(ast.InputRootDocument) {
-				return false
-			}
-			if len(r) < 2 {
-				used = fieldAll
-				return false
-			}
-			key, ok := r[1].Value.(ast.String)
-			if !ok {
-				used = fieldAll
-				return false
-			}
-			f, ok := fieldNames[string(key)]
-			if !ok {
-				// An unknown field is always undefined; reading it does not
-				// make a decision depend on anything.
-				return false
-			}
-			used |= f
-			return false
-		})
-		// Bare `input` as a term (x := input, walk(input)) is a Var, not a Ref.
-		ast.WalkVars(m, func(v ast.Var) bool {
-			if v.Equal(ast.InputRootDocument.Value) {
-				used = fieldAll
-			}
-			return false
-		})
+		ast.NewGenericVisitor(visit).Walk(m)
 	}
 	return used
 }
