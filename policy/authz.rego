@@ -10,6 +10,14 @@
 # this one; see docs/policy.md for their schema. Test changes with
 # `modgate policy test`; modgate reloads this directory without a restart and keeps
 # the last good policy if a new one does not compile or its tests fail.
+#
+# Speed: a decision that misses modgate's cache is evaluated here, on the request
+# path. Rules start with equality tests on input (input.verb == "pull",
+# input.route == "public"), which OPA indexes, so a request evaluates only the
+# rules that can apply to it; owners and the deny list are looked up by
+# input.path_prefixes, a handful of lookups however large the data; and the
+# rules read input.verb, not input.action, so modgate caches one decision for a
+# version's .info, .mod and .zip.
 package modgate.authz
 
 settings := data.modgate.settings
@@ -18,99 +26,39 @@ settings := data.modgate.settings
 # The decision.
 # ---------------------------------------------------------------------------
 
-# Allowed: no deny rule fired and at least one allow rule did. The reasons say
-# which rules allowed the request (shown by `modgate policy explain`).
-decision := {"allow": true, "reasons": sort([r | some r in allow])} if {
-	count(deny) == 0
-	count(allow) > 0
-}
+# Denied explicitly: every deny reason, sorted. Deny rules win over allow rules.
+decision := {"allow": false, "reasons": sort(deny)} if count(deny) > 0
 
-# Denied explicitly: every deny reason, sorted.
-decision := {"allow": false, "reasons": sort([r | some r in deny])} if {
-	count(deny) > 0
-}
+# Allowed: the reasons name the rules that allowed it (`modgate policy explain`).
+else := {"allow": true, "reasons": sort(allow)} if count(allow) > 0
 
 # Denied because nothing allows it: one reason explaining what would have.
-decision := {"allow": false, "reasons": [not_allowed]} if {
-	count(deny) == 0
-	count(allow) == 0
-}
+else := {"allow": false, "reasons": [not_allowed]}
 
 # ---------------------------------------------------------------------------
-# Vocabulary.
+# Who is asking.
 # ---------------------------------------------------------------------------
-
-# Actions that read a module (the GOPROXY protocol and the checksum database).
-pull_actions := {"list", "info", "mod", "zip", "latest", "sumdb"}
-
-# Actions on one version of a module, where the cool-down and version deny
-# entries apply.
-version_actions := {"info", "mod", "zip"}
-
-# The API-token scope each action needs; an empty scope list means unrestricted.
-scope_of := {
-	"list": "pull", "info": "pull", "mod": "pull", "zip": "pull", "latest": "pull", "sumdb": "pull",
-	"publish": "publish", "delete": "delete", "audit.read": "audit.read", "admin": "admin",
-}
-
-pull if input.action in pull_actions
-
-anonymous if input.method == "anonymous"
 
 authenticated if {
-	not anonymous
+	input.method != "anonymous"
 	input.subject != ""
 }
 
-# The caller's teams: those identity gave (OIDC groups, certificate mapping,
-# token) plus those listed for the subject in members.yaml.
-teams contains t if some t in input.teams
+# in_team(t): the caller is in team t, by identity (OIDC groups, certificate
+# mapping, token) or by members.yaml.
+in_team(t) if t in input.teams
 
-teams contains t if some t in data.modgate.members[input.subject]
+in_team(t) if t in data.modgate.members[input.subject]
 
 admin if {
-	some t in teams
-	t in settings.admin_teams
+	some t in settings.admin_teams
+	in_team(t)
 }
 
 auditor if {
-	some t in teams
-	t in settings.auditor_teams
+	some t in settings.auditor_teams
+	in_team(t)
 }
-
-# Who the caller is, in reasons: "team payments", "teams payments, web", or the
-# subject when identity gave no team.
-who := "anonymous callers" if anonymous
-
-else := sprintf("team %s", [concat("", teams)]) if count(teams) == 1
-
-else := sprintf("teams %s", [concat(", ", sort([t | some t in teams]))]) if count(teams) > 1
-
-else := input.subject
-
-# What the caller asked for, in reasons.
-what := sprintf("pull %s", [input.module]) if {
-	pull
-	input.action != "sumdb"
-	input.version == ""
-}
-
-else := sprintf("pull %s@%s", [input.module, input.version]) if {
-	pull
-	input.action != "sumdb"
-}
-
-else := "use the checksum database" if input.action == "sumdb"
-
-else := sprintf("publish %s@%s", [input.module, input.version]) if input.action == "publish"
-
-else := sprintf("delete %s@%s", [input.module, input.version]) if input.action == "delete"
-
-else := "read the audit trail" if input.action == "audit.read"
-
-else := "administer modgate" if input.action == "admin"
-
-else := sprintf("perform %q", [input.action])
 
 # ---------------------------------------------------------------------------
 # Ownership. input.path_prefixes lists the module path's prefixes at path-element
@@ -118,93 +66,85 @@ else := sprintf("perform %q", [input.action])
 # the owner is a handful of object lookups however many prefixes are owned.
 # ---------------------------------------------------------------------------
 
-owned_prefixes := [p | some p in input.path_prefixes; data.modgate.owners[p]]
-
 # The longest owned prefix wins: corp.example/payments overrides corp.example.
-owner_prefix := owned_prefixes[count(owned_prefixes) - 1]
-
-owner := data.modgate.owners[owner_prefix]
-
-owning_team if owner.team in teams
-
-shared_team contains t if {
-	some t in owner.shared_with
-	t in teams
+owner := object.union(data.modgate.owners[prefix], {"prefix": prefix}) if {
+	owned := [p | some p in input.path_prefixes; data.modgate.owners[p]]
+	prefix := owned[count(owned) - 1]
 }
-
-shared_with_everyone if "*" in owner.shared_with
 
 # ---------------------------------------------------------------------------
 # Allow rules.
 # ---------------------------------------------------------------------------
 
+# Pulls: the first of these reasons that applies allows the pull.
+allow contains pull_grant if input.verb == "pull"
+
+# The owning team.
+pull_grant := sprintf("team %s owns %s", [owner.team, owner.prefix]) if {
+	authenticated
+	in_team(owner.team)
+}
+
+# A team the owner shares the prefix with.
+else := sprintf("team %s shares %s with team %s", [owner.team, owner.prefix, t]) if {
+	authenticated
+	some t in owner.shared_with
+	in_team(t)
+}
+
+# Everyone, where the owner shares the prefix with "*".
+else := sprintf("team %s shares %s with everyone", [owner.team, owner.prefix]) if {
+	authenticated
+	"*" in owner.shared_with
+}
+
 # Public modules nobody in the company owns: any authenticated caller, and
 # anonymous callers where settings.anonymous is "public" (development).
-allow contains sprintf("%s is a public module", [input.module]) if {
-	pull
-	input.action != "sumdb"
+else := sprintf("%s is a public module", [input.module]) if {
 	input.route == "public"
-	not owner_prefix
+	not owner
 	public_caller
 }
 
 # The checksum database holds only public modules' hashes.
 allow contains "the checksum database is public" if {
-	input.action == "sumdb"
+	input.verb == "sumdb"
 	public_caller
 }
 
 public_caller if authenticated
 
 public_caller if {
-	anonymous
+	input.method == "anonymous"
 	settings.anonymous == "public"
 }
 
-allow contains sprintf("team %s owns %s", [owner.team, owner_prefix]) if {
-	pull
+allow contains sprintf("team %s owns %s", [owner.team, owner.prefix]) if {
+	input.verb == "publish"
 	authenticated
-	owning_team
-}
-
-allow contains sprintf("team %s shares %s with team %s", [owner.team, owner_prefix, t]) if {
-	pull
-	authenticated
-	some t in shared_team
-}
-
-allow contains sprintf("team %s shares %s with everyone", [owner.team, owner_prefix]) if {
-	pull
-	authenticated
-	shared_with_everyone
-}
-
-allow contains sprintf("team %s owns %s", [owner.team, owner_prefix]) if {
-	input.action == "publish"
-	authenticated
-	owning_team
+	in_team(owner.team)
 }
 
 allow contains "admins may delete versions" if {
-	input.action == "delete"
+	input.verb == "delete"
 	authenticated
 	admin
 }
 
 allow contains "admins administer modgate" if {
-	input.action == "admin"
+	input.verb == "admin"
 	authenticated
 	admin
 }
 
 allow contains "auditors may read the audit trail" if {
-	input.action == "audit.read"
+	input.verb == "audit.read"
 	authenticated
 	auditor
 }
 
 allow contains "admins may read the audit trail" if {
-	input.action == "audit.read"
+	input.verb == "audit.read"
 	authenticated
 	admin
 }
@@ -214,37 +154,33 @@ allow contains "admins may read the audit trail" if {
 # ---------------------------------------------------------------------------
 
 deny contains "authentication required: run `modgate login` or use a client certificate or API token" if {
-	anonymous
+	input.method == "anonymous"
 	settings.anonymous != "public"
 }
 
 # Known-bad modules, from denylist.yaml. An entry names a module path or a path
 # prefix; with versions it denies only those versions (list and latest are
 # filtered instead), without it denies the whole module.
-denied_prefixes := [p | some p in input.path_prefixes; data.modgate.denylist[p]]
-
-deny contains sprintf("%s may not %s: %s is deny-listed: %s", [who, what, p, entry.reason]) if {
-	pull
-	some p in denied_prefixes
-	entry := data.modgate.denylist[p]
-	count(entry.versions) == 0
+deny contains deny_listed(p, data.modgate.denylist[p]) if {
+	input.verb == "pull"
+	some p in input.path_prefixes
 }
 
-deny contains sprintf("%s may not %s: version is deny-listed: %s", [who, what, entry.reason]) if {
-	some p in denied_prefixes
-	entry := data.modgate.denylist[p]
+deny_listed(p, entry) := sprintf("%s may not %s: %s is deny-listed: %s", [who, what, p, entry.reason]) if {
+	count(entry.versions) == 0
+} else := sprintf("%s may not %s: version is deny-listed: %s", [who, what, entry.reason]) if {
 	input.version in entry.versions
 }
 
 # The cool-down: public versions younger than settings.cooldown.hours are not
 # served yet, so a malicious release has time to be found and yanked before it
-# reaches a build. Private modules are the company's own and are exempt.
+# reaches a build. Private modules are the company's own and are exempt, and so
+# are versions whose publication time is unknown.
 deny contains msg if {
-	settings.cooldown.enabled
-	pull
-	input.version != ""
-	input.version_time != ""
+	input.verb == "pull"
 	input.route == "public"
+	settings.cooldown.enabled
+	input.version_time != ""
 	not cooldown_exempt
 	published := time.parse_rfc3339_ns(input.version_time)
 	now := time.parse_rfc3339_ns(input.time)
@@ -261,35 +197,71 @@ cooldown_exempt if {
 	p in settings.cooldown.exempt
 }
 
-# A scoped API token may only do what its scopes name.
-deny contains sprintf("%s may not %s: the token lacks the %q scope", [who, what, scope_of[input.action]]) if {
+# A scoped API token may only do what its scopes name: the verbs, with "pull"
+# covering the checksum database too.
+deny contains sprintf("%s may not %s: the token lacks the %q scope", [who, what, scope]) if {
 	count(input.scopes) > 0
-	not scope_of[input.action] in input.scopes
+	scope := object.get({"sumdb": "pull"}, input.verb, input.verb)
+	not scope in input.scopes
 }
 
-deny contains sprintf("unknown action %q", [input.action]) if not scope_of[input.action]
-
 # ---------------------------------------------------------------------------
+# Reasons. These are evaluated only for denies.
+# ---------------------------------------------------------------------------
+
+# The caller's teams, for reasons.
+teams contains t if some t in input.teams
+
+teams contains t if some t in data.modgate.members[input.subject]
+
+# Who the caller is: "team payments", "teams payments, web", or the subject
+# when identity gave no team.
+who := "anonymous callers" if input.method == "anonymous"
+
+else := sprintf("team %s", [concat("", teams)]) if count(teams) == 1
+
+else := sprintf("teams %s", [concat(", ", sort(teams))]) if count(teams) > 1
+
+else := input.subject
+
+# What the caller asked for.
+what := sprintf("pull %s", [input.module]) if {
+	input.verb == "pull"
+	input.version == ""
+}
+
+else := sprintf("pull %s@%s", [input.module, input.version]) if input.verb == "pull"
+
+else := "use the checksum database" if input.verb == "sumdb"
+
+else := sprintf("publish %s@%s", [input.module, input.version]) if input.verb == "publish"
+
+else := sprintf("delete %s@%s", [input.module, input.version]) if input.verb == "delete"
+
+else := "read the audit trail" if input.verb == "audit.read"
+
+else := "administer modgate" if input.verb == "admin"
+
+else := sprintf("perform %q", [input.verb])
+
 # Why nothing allowed it: one line naming the rule that would have.
-# ---------------------------------------------------------------------------
-
 not_allowed := sprintf("%s may not %s: owned by team %s", [who, what, owner.team]) if {
-	input.action in {"list", "info", "mod", "zip", "latest", "publish"}
+	input.verb in {"pull", "publish"}
 }
 
 else := sprintf("%s may not %s: no team owns it", [who, what]) if {
-	input.action in {"list", "info", "mod", "zip", "latest", "publish"}
+	input.verb in {"pull", "publish"}
 	input.route == "private"
 }
 
-else := sprintf("%s may not %s: no team owns it", [who, what]) if input.action == "publish"
+else := sprintf("%s may not %s: no team owns it", [who, what]) if input.verb == "publish"
 
 else := sprintf("%s may not %s: only the admin teams (%s) may", [who, what, concat(", ", settings.admin_teams)]) if {
-	input.action in {"delete", "admin"}
+	input.verb in {"delete", "admin"}
 }
 
 else := sprintf("%s may not %s: only auditors (%s) and admins may", [who, what, concat(", ", settings.auditor_teams)]) if {
-	input.action == "audit.read"
+	input.verb == "audit.read"
 }
 
 else := sprintf("%s may not %s: no policy rule allows it", [who, what])

@@ -21,8 +21,18 @@ req(fields) := object.union(
 		"client_addr": "192.0.2.10",
 		"time": "2026-11-25T10:00:00Z",
 	},
-	object.union(fields, {"path_prefixes": prefixes(object.get(fields, "module", "github.com/pkg/errors"))}),
+	object.union(fields, {
+		"path_prefixes": prefixes(object.get(fields, "module", "github.com/pkg/errors")),
+		"verb": verb(object.get(fields, "action", "zip")),
+	}),
 )
+
+# verb mirrors modgate's grouping of actions.
+verb(action) := "pull" if action in {"list", "info", "mod", "zip", "latest"}
+
+else := action if action in {"sumdb", "publish", "delete", "audit.read", "admin"}
+
+else := ""
 
 # prefixes mirrors what modgate computes: the module path's prefixes at
 # path-element boundaries, shortest first.
@@ -161,4 +171,9 @@ test_token_scopes if {
 
 test_unknown_action if {
 	not allowed({"action": "frobnicate"})
+}
+
+test_sumdb_needs_pull_scope if {
+	allowed({"action": "sumdb", "module": "", "version": "", "scopes": ["pull"]})
+	not allowed({"action": "sumdb", "module": "", "version": "", "scopes": ["publish"]})
 }

@@ -482,3 +482,27 @@ x := 1`, 0},
 		})
 	}
 }
+
+// TestCacheSharedAcrossVersionObjects: the shipped policy reads input.verb, not
+// input.action, so a version's .info, .mod and .zip share one cached decision,
+// and so does the filtering of a version list (decided as zip downloads).
+func TestCacheSharedAcrossVersionObjects(t *testing.T) {
+	t.Parallel()
+	e := loadEngine(t, defaultDir, Options{})
+	ctx := context.Background()
+	alice := member("alice", "payments")
+	in := pull(alice, ActionList, RoutePrivate, "corp.example/payments/ledger", "")
+	if got, err := e.FilterVersions(ctx, in, []string{"v1.0.0"}, nil); err != nil || len(got) != 1 {
+		t.Fatalf("FilterVersions = %q, %v", got, err)
+	}
+	for _, a := range []Action{ActionInfo, ActionMod, ActionZip} {
+		d, err := e.Decide(ctx, pull(alice, a, RoutePrivate, "corp.example/payments/ledger", "v1.0.0"))
+		if err != nil || !d.Allow || !d.Cached {
+			t.Errorf("%s: %+v, %v; want a cached allow", a, d, err)
+		}
+	}
+	// list has no version: its own entry.
+	if d, _ := e.Decide(ctx, in); d.Cached {
+		t.Errorf("list answered from the cache of a version's decision")
+	}
+}

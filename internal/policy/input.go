@@ -37,13 +37,23 @@ var actions = []Action{
 // Valid reports whether a is one of the actions above.
 func (a Action) Valid() bool { return slices.Contains(actions, a) }
 
-// IsPull reports whether a only reads modules.
-func (a Action) IsPull() bool {
+// IsPull reports whether a only reads modules (the checksum database included).
+func (a Action) IsPull() bool { return a.Verb() == "pull" || a == ActionSumDB }
+
+// Verb groups actions into what a policy usually cares about: "pull" for the
+// GOPROXY reads (list, info, mod, zip, latest), else the action itself
+// ("sumdb", "publish", "delete", "audit.read", "admin"); "" for an unknown
+// action. It is input.verb in Rego. A policy that reads input.verb but not
+// input.action lets the engine cache one decision for a version's .info, .mod
+// and .zip, since they cannot differ.
+func (a Action) Verb() string {
 	switch a {
-	case ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB:
-		return true
+	case ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest:
+		return "pull"
+	case ActionSumDB, ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin:
+		return string(a)
 	}
-	return false
+	return ""
 }
 
 // Route says where a module comes from: internal git or the upstream mirrors.
@@ -55,8 +65,8 @@ const (
 )
 
 // Input is the question asked of the policy. Its JSON form is the Rego input
-// document (docs/policy.md), plus path_prefixes, which the engine derives from
-// Module.
+// document (docs/policy.md), plus two fields the engine derives: verb (from
+// Action) and path_prefixes (from Module).
 type Input struct {
 	Subject string          `json:"subject"`
 	Teams   []string        `json:"teams"` // a set: order does not matter
@@ -133,6 +143,7 @@ const (
 	fieldMethod
 	fieldScopes
 	fieldAction
+	fieldVerb
 	fieldModule // module and path_prefixes
 	fieldVersion
 	fieldVersionTime
@@ -148,6 +159,7 @@ var fieldNames = map[string]inputField{
 	"method":        fieldMethod,
 	"scopes":        fieldScopes,
 	"action":        fieldAction,
+	"verb":          fieldVerb,
 	"module":        fieldModule,
 	"path_prefixes": fieldModule,
 	"version":       fieldVersion,
@@ -195,6 +207,24 @@ func inputFieldsRead(modules map[string]*ast.Module) inputField {
 	return used
 }
 
+// Keys of the input document, allocated once: terms are read-only during
+// evaluation, so every decision can share them.
+var (
+	keySubject      = ast.StringTerm("subject")
+	keyTeams        = ast.StringTerm("teams")
+	keyMethod       = ast.StringTerm("method")
+	keyScopes       = ast.StringTerm("scopes")
+	keyAction       = ast.StringTerm("action")
+	keyVerb         = ast.StringTerm("verb")
+	keyModule       = ast.StringTerm("module")
+	keyVersion      = ast.StringTerm("version")
+	keyVersionTime  = ast.StringTerm("version_time")
+	keyRoute        = ast.StringTerm("route")
+	keyClientAddr   = ast.StringTerm("client_addr")
+	keyTime         = ast.StringTerm("time")
+	keyPathPrefixes = ast.StringTerm("path_prefixes")
+)
+
 // value builds the Rego input document directly as an AST value: cheaper than
 // rego.EvalInput's JSON round trip on every decision.
 func (in *Input) value(now time.Time, prefixes []string) ast.Value {
@@ -206,18 +236,19 @@ func (in *Input) value(now time.Time, prefixes []string) ast.Value {
 		return ast.ArrayTerm(terms...)
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("subject"), ast.StringTerm(in.Subject)),
-		ast.Item(ast.StringTerm("teams"), strs(in.Teams)),
-		ast.Item(ast.StringTerm("method"), ast.StringTerm(string(in.Method))),
-		ast.Item(ast.StringTerm("scopes"), strs(in.Scopes)),
-		ast.Item(ast.StringTerm("action"), ast.StringTerm(string(in.Action))),
-		ast.Item(ast.StringTerm("module"), ast.StringTerm(in.Module)),
-		ast.Item(ast.StringTerm("version"), ast.StringTerm(in.Version)),
-		ast.Item(ast.StringTerm("version_time"), ast.StringTerm(in.VersionTime)),
-		ast.Item(ast.StringTerm("route"), ast.StringTerm(string(in.Route))),
-		ast.Item(ast.StringTerm("client_addr"), ast.StringTerm(in.ClientAddr)),
-		ast.Item(ast.StringTerm("time"), ast.StringTerm(now.UTC().Format(time.RFC3339))),
-		ast.Item(ast.StringTerm("path_prefixes"), strs(prefixes)),
+		ast.Item(keySubject, ast.StringTerm(in.Subject)),
+		ast.Item(keyTeams, strs(in.Teams)),
+		ast.Item(keyMethod, ast.StringTerm(string(in.Method))),
+		ast.Item(keyScopes, strs(in.Scopes)),
+		ast.Item(keyAction, ast.StringTerm(string(in.Action))),
+		ast.Item(keyVerb, ast.StringTerm(in.Action.Verb())),
+		ast.Item(keyModule, ast.StringTerm(in.Module)),
+		ast.Item(keyVersion, ast.StringTerm(in.Version)),
+		ast.Item(keyVersionTime, ast.StringTerm(in.VersionTime)),
+		ast.Item(keyRoute, ast.StringTerm(string(in.Route))),
+		ast.Item(keyClientAddr, ast.StringTerm(in.ClientAddr)),
+		ast.Item(keyTime, ast.StringTerm(now.UTC().Format(time.RFC3339))),
+		ast.Item(keyPathPrefixes, strs(prefixes)),
 	)
 }
 
@@ -249,6 +280,9 @@ func (in *Input) cacheKey(used inputField, now time.Time) string {
 	put(fieldMethod, string(in.Method))
 	putSet(fieldScopes, in.Scopes)
 	put(fieldAction, string(in.Action))
+	if used&fieldAction == 0 {
+		put(fieldVerb, in.Action.Verb())
+	}
 	put(fieldModule, in.Module)
 	put(fieldVersion, in.Version)
 	put(fieldVersionTime, in.VersionTime)
