@@ -174,3 +174,24 @@ func BenchmarkFilterVersions(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideTrivialPolicy measures the engine and OPA's fixed cost per
+// evaluated decision (a policy of one constant rule, cache disabled): the
+// floor under BenchmarkDecide's misses on the machine at hand.
+func BenchmarkDecideTrivialPolicy(b *testing.B) {
+	dir := b.TempDir()
+	writeFile(b, dir, "authz.rego", `package modgate.authz
+decision := {"allow": true, "reasons": ["constant"]}
+`)
+	e := loadEngine(b, dir, Options{CacheSize: -1})
+	in := pull(member("dev@corp.example", "payments"), ActionZip, RoutePublic, "github.com/pkg/errors", "v1.0.0")
+	b.ReportAllocs()
+	cpu, n := processCPU(), 0
+	for b.Loop() {
+		n++
+		if _, err := e.Decide(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, cpu, n)
+}

@@ -472,7 +472,7 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	pending := ""
+	pending, lastScanErr := "", ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -481,9 +481,13 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
 		}
 		fp, err := fingerprint(e.dir)
 		if err != nil {
-			e.log.Warn("policy: cannot scan the policy directory", "dir", e.dir, "err", err)
+			if err.Error() != lastScanErr { // once per distinct error, not every second
+				e.log.Warn("policy: cannot scan the policy directory; keeping the policy in force", "dir", e.dir, "err", err)
+				lastScanErr = err.Error()
+			}
 			continue
 		}
+		lastScanErr = ""
 		e.reloadMu.Lock()
 		unchanged := fp == e.lastFingerprint
 		e.reloadMu.Unlock()
