@@ -85,11 +85,12 @@ pull_grant := sprintf("team %s owns %s", [owner.team, owner.prefix]) if {
 	in_team(owner.team)
 }
 
-# A team the owner shares the prefix with.
-else := sprintf("team %s shares %s with team %s", [owner.team, owner.prefix, t]) if {
+# A team the owner shares the prefix with (the first, should the caller be in
+# several: a rule has one value).
+else := sprintf("team %s shares %s with team %s", [owner.team, owner.prefix, min(shared)]) if {
 	authenticated
-	some t in owner.shared_with
-	in_team(t)
+	shared := {t | some t in owner.shared_with; in_team(t)}
+	count(shared) > 0
 }
 
 # Everyone, where the owner shares the prefix with "*".

@@ -72,6 +72,7 @@ test_path_element_boundary if {
 
 test_shared_team_pulls if {
 	allowed({"teams": ["checkout"], "route": "private", "module": "corp.example/payments/api/v2"})
+	allowed({"teams": ["risk", "checkout"], "route": "private", "module": "corp.example/payments/api/v2"})
 }
 
 test_shared_with_everyone if {

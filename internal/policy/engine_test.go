@@ -115,6 +115,7 @@ settings:
 			reason: "team payments may not pull corp.example/secret/x: owned by team platform",
 		},
 		{name: "ok/shared-team", in: pull(bob, ActionMod, RoutePrivate, "corp.example/payments/api/v2", "v2.0.1"), allow: true},
+		{name: "ok/in-two-shared-teams", in: pull(member("dan", "risk", "checkout"), ActionMod, RoutePrivate, "corp.example/payments/api/v2", "v2.0.1"), allow: true},
 		{
 			name:   "deny/not-shared-with-team",
 			in:     pull(carol, ActionMod, RoutePrivate, "corp.example/payments/api/v2", "v2.0.1"),

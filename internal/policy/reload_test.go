@@ -50,7 +50,7 @@ func TestReloadOnDataChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edited := strings.Replace(string(owners), "shared_with: [checkout]", "shared_with: [checkout, web]", 1)
+	edited := strings.Replace(string(owners), "shared_with: [checkout, risk]", "shared_with: [checkout, risk, web]", 1)
 	if edited == string(owners) {
 		t.Fatal("owners.yaml no longer shares corp.example/payments with checkout; update the test")
 	}
