@@ -97,14 +97,16 @@ func (d Decision) Reason() string {
 }
 
 // Err returns nil if the decision allows, else a derrors.PermissionDenied error
-// whose public message is the first reason. The server must answer it with 403,
-// never 404/410 (see the package comment): the go command prints the body of a
-// 403 to the developer and does not try the next proxy.
+// whose public message is the first reason and whose cause (for the log) names
+// the decision and policy revision. The server must answer it with 403, never
+// 404/410 (see the package comment): the go command prints the body of a 403 to
+// the developer and does not try the next proxy.
 func (d Decision) Err() error {
 	if d.Allow {
 		return nil
 	}
-	return derrors.New(derrors.PermissionDenied, "%s", d.Reason())
+	return derrors.WithCause(derrors.PermissionDenied,
+		fmt.Errorf("policy decision %s (revision %s)", d.ID, d.Revision), "%s", d.Reason())
 }
 
 // Status describes the policy in force and the last reload attempt; the server

@@ -228,6 +228,9 @@ settings:
 			if got := derrors.PublicMessage(err); got != tt.reason {
 				t.Errorf("public message %q, want the reason", got)
 			}
+			if !strings.Contains(err.Error(), d.ID) {
+				t.Errorf("Err() = %q does not name decision %s for the log", err, d.ID)
+			}
 		})
 	}
 }
