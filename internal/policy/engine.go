@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	opametrics "github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -407,7 +408,11 @@ func (e *Engine) decide(ctx context.Context, st *state, in *Input, now time.Time
 			return v.copy(), true, nil
 		}
 	}
-	rs, err := st.query.Eval(ctx, rego.EvalParsedInput(in.value(now, pathPrefixes(in.Module))))
+	rs, err := st.query.Eval(ctx,
+		rego.EvalParsedInput(in.value(now, pathPrefixes(in.Module))),
+		// OPA's per-evaluation metrics are not read: skip allocating them.
+		rego.EvalMetrics(opametrics.NoOp()),
+	)
 	if err != nil {
 		return verdict{}, false, fmt.Errorf("policy: evaluating %s: %w", Query, err)
 	}
