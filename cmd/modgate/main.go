@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"login":   {runLogin, "sign in with OIDC (device flow) and write the token to ~/.netrc"},
 	"certs":   {runCerts, "create development certificates (certs init)"},
 	"migrate": {runMigrate, "apply or show database migrations (migrate up|status)"},
+	"policy":  {runPolicy, "check, test and explain the Rego policy (policy check|test|explain)"},
 	"serve":   {runServe, "run the proxy server"},
 	"version": {runVersion, "print the version"},
 }

@@ -1,0 +1,512 @@
+// Package policy decides who may do what to which module, by evaluating the
+// security team's Rego policy (the policy/ directory) with OPA.
+//
+// The engine loads a directory of Rego modules, data files and Rego unit tests,
+// compiles it once into a prepared query, and answers Decide calls against it.
+// Decisions are cached per loaded policy. A reload (Reload, or Watch polling the
+// directory) builds a complete new policy first — compiled, data schema-checked,
+// unit tests passed — and only then swaps it in atomically; a policy that fails
+// any step is logged and reported, and the last good one stays in force.
+//
+// A deny is reported to the go command as 403 Forbidden with the first reason as
+// the body, never as 404 or 410: a 404 would make the go command fall through to
+// the next proxy in GOPROXY (and so leak the module path to it, or fetch a
+// module policy meant to block), and it would hide the reason from the developer.
+package policy
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	opametrics "github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modgate/modgate/internal/derrors"
+)
+
+// Query is the Rego rule the engine evaluates. It must produce
+// {"allow": bool, "reasons": [string, ...]}.
+const Query = "data.modgate.authz.decision"
+
+// Defaults for Options.
+const (
+	DefaultCacheSize      = 100_000
+	DefaultTimeResolution = time.Minute
+	DefaultWatchInterval  = time.Second
+)
+
+// Options configure an Engine. The zero value is usable.
+type Options struct {
+	Logger     *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: metrics are kept but not exported
+
+	// CacheSize bounds the decision cache (entries); 0 means DefaultCacheSize
+	// and a negative value disables the cache.
+	CacheSize int
+
+	// TimeResolution is the granularity of input.time: the decision time is
+	// rounded down to it, and cached decisions are keyed by the rounded time, so
+	// a cached decision is exactly what the policy would answer now. Rules that
+	// depend on time (the cool-down) take effect up to one resolution late,
+	// never early. 0 means DefaultTimeResolution.
+	TimeResolution time.Duration
+
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+
+	// SkipTests loads a policy without running its *_test.rego tests
+	// (`modgate policy explain` on a work in progress). The server never sets it.
+	SkipTests bool
+}
+
+// Decision is the policy's answer to one Input.
+type Decision struct {
+	Allow bool
+	// Reasons explain the answer. For a deny the first one is the line the
+	// client sees ("team payments may not pull corp.example/secret/x: owned by
+	// team platform"); for an allow they name the rules that allowed it.
+	// Callers must not modify the slice.
+	Reasons []string
+	// ID identifies this decision in logs and the audit trail (random, unique).
+	ID string
+	// Revision names the policy that decided (hash of its files).
+	Revision string
+	// Cached reports whether the decision cache answered.
+	Cached bool
+}
+
+// Reason returns the first reason, the one to show the client.
+func (d Decision) Reason() string {
+	if len(d.Reasons) == 0 {
+		if d.Allow {
+			return "allowed"
+		}
+		return "denied by policy"
+	}
+	return d.Reasons[0]
+}
+
+// Err returns nil if the decision allows, else a derrors.PermissionDenied error
+// whose public message is the first reason and whose cause (for the log) names
+// the decision and policy revision. The server must answer it with 403, never
+// 404/410 (see the package comment): the go command prints the body of a 403 to
+// the developer and does not try the next proxy.
+func (d Decision) Err() error {
+	if d.Allow {
+		return nil
+	}
+	return derrors.WithCause(derrors.PermissionDenied,
+		fmt.Errorf("policy decision %s (revision %s)", d.ID, d.Revision), "%s", d.Reason())
+}
+
+// Status describes the policy in force and the last reload attempt; the server
+// shows it on /readyz.
+type Status struct {
+	Dir         string    `json:"dir"`
+	Revision    string    `json:"revision"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	LastError   string    `json:"last_error,omitempty"` // the last failed reload, cleared by a successful one
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Engine evaluates the policy loaded from a directory. It is safe for
+// concurrent use.
+type Engine struct {
+	dir     string
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	current atomic.Pointer[state]
+
+	reloadMu        sync.Mutex // serialises reloads; guards lastFingerprint
+	lastFingerprint string
+
+	statusMu sync.Mutex
+	status   Status
+}
+
+// state is one loaded policy: replaced as a whole on reload.
+type state struct {
+	revision string
+	query    rego.PreparedEvalQuery
+	used     inputField // input fields the policy reads: the cache key
+	cache    *decisionCache
+	loadedAt time.Time
+}
+
+// Load reads, compiles and tests the policy in dir. Unlike a reload, a failure
+// here is returned: the server must not start without a policy.
+func Load(ctx context.Context, dir string, opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if opts.TimeResolution <= 0 {
+		opts.TimeResolution = DefaultTimeResolution
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{dir: dir, opts: opts, log: opts.Logger, metrics: m, status: Status{Dir: dir}}
+	if err := e.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Revision returns the revision of the policy in force.
+func (e *Engine) Revision() string { return e.current.Load().revision }
+
+// Status returns the policy in force and the outcome of the last reload.
+func (e *Engine) Status() Status {
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	return e.status
+}
+
+// Reload loads the policy directory again. If the files are unchanged nothing
+// happens. If the new policy fails to parse, compile, schema-check or pass its
+// tests, the error is logged, counted and returned, and the current policy
+// stays in force.
+func (e *Engine) Reload(ctx context.Context) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+
+	// Taken before reading, so that a write racing with the read changes the
+	// fingerprint again and Watch reloads once more.
+	fp, fpErr := fingerprint(e.dir)
+	if fpErr == nil {
+		e.lastFingerprint = fp
+	}
+
+	st, err := e.build(ctx)
+	if err != nil {
+		e.metrics.reloadFailed.Inc()
+		e.metrics.lastReloadFailed.Set(1)
+		e.statusMu.Lock()
+		e.status.LastError = err.Error()
+		e.status.LastErrorAt = e.opts.Now()
+		keeping := e.status.Revision
+		e.statusMu.Unlock()
+		if keeping != "" {
+			e.log.Error("policy reload failed; keeping the last good policy",
+				"dir", e.dir, "revision", keeping, "err", err)
+		}
+		return err
+	}
+	if st == nil { // unchanged
+		e.metrics.lastReloadFailed.Set(0)
+		e.statusMu.Lock()
+		e.status.LastError, e.status.LastErrorAt = "", time.Time{}
+		e.statusMu.Unlock()
+		return nil
+	}
+
+	old := e.current.Swap(st)
+	e.metrics.reloadOK.Inc()
+	e.metrics.lastReloadFailed.Set(0)
+	e.metrics.lastReloadSuccess.Set(float64(st.loadedAt.Unix()))
+	e.metrics.revision.Reset()
+	e.metrics.revision.WithLabelValues(st.revision).Set(1)
+	e.statusMu.Lock()
+	e.status.Revision, e.status.LoadedAt = st.revision, st.loadedAt
+	e.status.LastError, e.status.LastErrorAt = "", time.Time{}
+	e.statusMu.Unlock()
+	if old == nil {
+		e.log.Info("policy loaded", "dir", e.dir, "revision", st.revision)
+	} else {
+		e.log.Info("policy reloaded", "dir", e.dir, "revision", st.revision, "previous", old.revision)
+	}
+	return nil
+}
+
+// build reads and prepares the directory's policy; it returns nil, nil when the
+// files are those of the policy in force.
+func (e *Engine) build(ctx context.Context) (*state, error) {
+	ws, err := readWorkspace(e.dir)
+	if err != nil {
+		return nil, err
+	}
+	if cur := e.current.Load(); cur != nil && cur.revision == ws.revision {
+		return nil, nil
+	}
+	store, err := ws.store()
+	if err != nil {
+		return nil, err
+	}
+	query, used, err := prepare(ctx, ws, store)
+	if err != nil {
+		return nil, err
+	}
+	if !e.opts.SkipTests {
+		report, err := runTests(ctx, ws, store)
+		if err != nil {
+			return nil, err
+		}
+		if !report.OK() {
+			return nil, fmt.Errorf("policy: %s", report.summary())
+		}
+	}
+	return &state{
+		revision: ws.revision,
+		query:    query,
+		used:     used,
+		cache:    newDecisionCache(e.opts.CacheSize),
+		loadedAt: e.opts.Now(),
+	}, nil
+}
+
+// store puts the workspace's data under data.modgate.
+func (ws *workspace) store() (storage.Store, error) {
+	doc, err := ws.data.document()
+	if err != nil {
+		return nil, fmt.Errorf("policy: data: %w", err)
+	}
+	// The document comes from encoding/json and is never mutated, so the
+	// store need not copy it; AST values on read make every lookup cheaper.
+	return inmem.NewFromObjectWithOpts(map[string]any{"modgate": doc},
+		inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)), nil
+}
+
+// compile compiles the workspace's modules (without the tests when policyOnly).
+func (ws *workspace) compile(policyOnly bool) (*ast.Compiler, map[string]*ast.Module, error) {
+	mods := make(map[string]*ast.Module, len(ws.modules))
+	for name, m := range ws.modules {
+		if policyOnly && ws.tests[name] {
+			continue
+		}
+		mods[name] = m
+	}
+	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(mods); c.Failed() {
+		return nil, nil, fmt.Errorf("policy: %w", c.Errors)
+	}
+	return c, mods, nil
+}
+
+// prepare compiles the policy (tests excluded: they are not served) and
+// prepares Query once; every decision reuses it.
+func prepare(ctx context.Context, ws *workspace, store storage.Store) (rego.PreparedEvalQuery, inputField, error) {
+	// The tests must compile too, or `modgate policy test` would fail on a
+	// policy the server accepted.
+	if _, _, err := ws.compile(false); err != nil {
+		return rego.PreparedEvalQuery{}, 0, err
+	}
+	c, mods, err := ws.compile(true)
+	if err != nil {
+		return rego.PreparedEvalQuery{}, 0, err
+	}
+	ref := ast.MustParseRef(Query)
+	if len(c.GetRulesExact(ref)) == 0 {
+		return rego.PreparedEvalQuery{}, 0, fmt.Errorf("policy: no rule defines %s", Query)
+	}
+	pq, err := rego.New(
+		rego.Query(Query),
+		rego.Compiler(c),
+		rego.Store(store),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return rego.PreparedEvalQuery{}, 0, fmt.Errorf("policy: preparing %s: %w", Query, err)
+	}
+	return pq, inputFieldsRead(mods), nil
+}
+
+// Decide evaluates the policy for in. An error means the policy could not
+// decide (a bug in a rule, a cancelled context): the caller must refuse the
+// request, and answer 500 rather than 403 since no rule denied it.
+func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
+	start := time.Now()
+	st := e.current.Load()
+	now := e.now(in.Time)
+	v, hit, err := e.decide(ctx, st, &in, now)
+	if err != nil {
+		e.metrics.errors.Inc()
+		return Decision{}, err
+	}
+	d := Decision{
+		Allow:    v.allow,
+		Reasons:  v.reasons,
+		ID:       rand.Text(),
+		Revision: st.revision,
+		Cached:   hit,
+	}
+	e.metrics.decision(d.Allow, hit, time.Since(start).Seconds())
+	return d, nil
+}
+
+// FilterVersions returns the versions, in their order, that the caller of in
+// may pull: each is decided as a zip download of that version (so the go
+// command never picks from a list a version it could not download), with
+// timeOf giving its publication time for the cool-down (nil or "" if unknown).
+// It filters only: the server decides the list or latest request itself first,
+// with Decide, to answer 403 when the module is off-limits altogether.
+// Versions share the decision cache, so a repeated list costs a cache lookup
+// per version.
+func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string, timeOf func(version string) string) ([]string, error) {
+	st := e.current.Load()
+	now := e.now(in.Time)
+	in.Action = ActionZip
+	out := make([]string, 0, len(versions))
+	for _, v := range versions {
+		in.Version, in.VersionTime = v, ""
+		if timeOf != nil {
+			in.VersionTime = timeOf(v)
+		}
+		verdict, _, err := e.decide(ctx, st, &in, now)
+		if err != nil {
+			return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)
+		}
+		if verdict.allow {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) now(t time.Time) time.Time {
+	if t.IsZero() {
+		t = e.opts.Now()
+	}
+	return t.UTC().Truncate(e.opts.TimeResolution)
+}
+
+// decide answers from the cache or evaluates. It sorts in.Teams and in.Scopes
+// (copies, if unsorted): they are sets, and the policy sees them sorted so that
+// the cache key, built from the sorted sets, matches what the policy saw.
+func (e *Engine) decide(ctx context.Context, st *state, in *Input, now time.Time) (verdict, bool, error) {
+	if err := in.validate(); err != nil {
+		return verdict{}, false, err
+	}
+	if !slices.IsSorted(in.Teams) {
+		in.Teams = slices.Sorted(slices.Values(in.Teams))
+	}
+	if !slices.IsSorted(in.Scopes) {
+		in.Scopes = slices.Sorted(slices.Values(in.Scopes))
+	}
+	var key string
+	if st.cache != nil {
+		key = in.cacheKey(st.used, now)
+		if v, ok := st.cache.get(key); ok {
+			return v.copy(), true, nil
+		}
+	}
+	rs, err := st.query.Eval(ctx,
+		rego.EvalParsedInput(in.value(now, pathPrefixes(in.Module))),
+		// OPA's per-evaluation metrics are not read: skip allocating them.
+		rego.EvalMetrics(opametrics.NoOp()),
+	)
+	if err != nil {
+		return verdict{}, false, fmt.Errorf("policy: evaluating %s: %w", Query, err)
+	}
+	v, err := parseResult(rs)
+	if err != nil {
+		return verdict{}, false, err
+	}
+	st.cache.put(key, v)
+	return v.copy(), false, nil
+}
+
+func (v verdict) copy() verdict {
+	v.reasons = slices.Clone(v.reasons)
+	return v
+}
+
+// parseResult checks the shape of the policy's answer; anything else is a
+// policy bug and fails closed.
+func parseResult(rs rego.ResultSet) (verdict, error) {
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return verdict{}, errors.New("policy: " + Query + " is undefined for this input (a policy bug: it must always decide)")
+	}
+	if len(rs) > 1 {
+		return verdict{}, errors.New("policy: " + Query + " has several values for this input")
+	}
+	obj, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return verdict{}, fmt.Errorf("policy: %s is %T, not an object", Query, rs[0].Expressions[0].Value)
+	}
+	allow, ok := obj["allow"].(bool)
+	if !ok {
+		return verdict{}, fmt.Errorf("policy: %s.allow is missing or not a boolean", Query)
+	}
+	var v verdict
+	v.allow = allow
+	if raw, ok := obj["reasons"]; ok {
+		list, ok := raw.([]any)
+		if !ok {
+			return verdict{}, fmt.Errorf("policy: %s.reasons is not an array", Query)
+		}
+		for _, r := range list {
+			s, ok := r.(string)
+			if !ok {
+				return verdict{}, fmt.Errorf("policy: %s.reasons holds a %T, not a string", Query, r)
+			}
+			v.reasons = append(v.reasons, s)
+		}
+	}
+	if !v.allow && len(v.reasons) == 0 {
+		v.reasons = []string{"denied by policy"}
+	}
+	return v, nil
+}
+
+// Watch polls the policy directory every interval (0 means
+// DefaultWatchInterval) until ctx is done, and reloads when the files change.
+// A change is acted on once the directory looked the same for one interval, so
+// a policy is not loaded, and rejected, halfway through an editor's save or a
+// multi-file checkout. Polling, unlike inotify, also works on network and
+// container-mounted volumes (a Kubernetes ConfigMap swaps a symlink).
+func (e *Engine) Watch(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	pending, lastScanErr := "", ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fp, err := fingerprint(e.dir)
+		if err != nil {
+			if err.Error() != lastScanErr { // once per distinct error, not every second
+				e.log.Warn("policy: cannot scan the policy directory; keeping the policy in force", "dir", e.dir, "err", err)
+				lastScanErr = err.Error()
+			}
+			continue
+		}
+		lastScanErr = ""
+		e.reloadMu.Lock()
+		unchanged := fp == e.lastFingerprint
+		e.reloadMu.Unlock()
+		if unchanged {
+			pending = ""
+			continue
+		}
+		if fp != pending {
+			pending = fp
+			continue
+		}
+		pending = ""
+		_ = e.Reload(ctx) // logged, counted and in Status
+	}
+}

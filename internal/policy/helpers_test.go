@@ -1,0 +1,4 @@
+package policy
+
+// defaultDir is the policy the repository ships.
+const defaultDir = "../../policy"

@@ -1,0 +1,296 @@
+package policy
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/identity"
+)
+
+// Action is what the caller wants to do. The GOPROXY actions are named after the
+// protocol's endpoints.
+type Action string
+
+const (
+	ActionList      Action = "list"   // GET $module/@v/list
+	ActionInfo      Action = "info"   // GET $module/@v/$version.info
+	ActionMod       Action = "mod"    // GET $module/@v/$version.mod
+	ActionZip       Action = "zip"    // GET $module/@v/$version.zip
+	ActionLatest    Action = "latest" // GET $module/@latest
+	ActionSumDB     Action = "sumdb"  // GET /sumdb/$name/... (checksum database proxy)
+	ActionPublish   Action = "publish"
+	ActionDelete    Action = "delete"
+	ActionAuditRead Action = "audit.read"
+	ActionAdmin     Action = "admin"
+)
+
+var actions = []Action{
+	ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB,
+	ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin,
+}
+
+// Valid reports whether a is one of the actions above.
+func (a Action) Valid() bool { return slices.Contains(actions, a) }
+
+// IsPull reports whether a only reads modules (the checksum database included).
+func (a Action) IsPull() bool { return a.Verb() == "pull" || a == ActionSumDB }
+
+// Verb groups actions into what a policy usually cares about: "pull" for the
+// GOPROXY reads (list, info, mod, zip, latest), else the action itself
+// ("sumdb", "publish", "delete", "audit.read", "admin"); "" for an unknown
+// action. It is input.verb in Rego. A policy that reads input.verb but not
+// input.action lets the engine cache one decision for a version's .info, .mod
+// and .zip, since they cannot differ.
+func (a Action) Verb() string {
+	switch a {
+	case ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest:
+		return "pull"
+	case ActionSumDB, ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin:
+		return string(a)
+	}
+	return ""
+}
+
+// Route says where a module comes from: internal git or the upstream mirrors.
+type Route string
+
+const (
+	RoutePrivate Route = "private"
+	RoutePublic  Route = "public"
+)
+
+// Input is the question asked of the policy. Its JSON form is the Rego input
+// document (docs/policy.md), plus two fields the engine derives: verb (from
+// Action) and path_prefixes (from Module).
+type Input struct {
+	Subject string          `json:"subject"`
+	Teams   []string        `json:"teams"` // a set: order does not matter
+	Method  identity.Method `json:"method"`
+	Scopes  []string        `json:"scopes"` // API-token scopes; empty = unrestricted
+	Action  Action          `json:"action"`
+	Module  string          `json:"module"`  // module path; empty for audit.read, admin, most sumdb requests
+	Version string          `json:"version"` // empty for list and latest
+	// VersionTime is the version's publication time (RFC 3339) as the source
+	// reports it, or empty when unknown; the cool-down uses it.
+	VersionTime string `json:"version_time"`
+	Route       Route  `json:"route"`
+	ClientAddr  string `json:"client_addr"`
+	// Time is when the request is decided; zero means now. The engine rounds it
+	// down to its time resolution (a minute by default), see Options.
+	Time time.Time `json:"time"`
+}
+
+// NewInput starts an Input for the caller: subject, teams, method and scopes
+// come from id (nil means anonymous).
+func NewInput(id *identity.Identity, action Action) Input {
+	in := Input{Action: action, Method: identity.MethodAnonymous}
+	if id != nil {
+		in.Subject = id.Subject
+		in.Teams = id.Teams
+		in.Method = id.Method
+		in.Scopes = id.Scopes
+	}
+	return in
+}
+
+func (in *Input) validate() error {
+	if !in.Action.Valid() {
+		return derrors.New(derrors.InvalidArgument, "policy: unknown action %q", in.Action)
+	}
+	switch in.Route {
+	case "", RoutePrivate, RoutePublic:
+	default:
+		return derrors.New(derrors.InvalidArgument, "policy: unknown route %q", in.Route)
+	}
+	if in.VersionTime != "" {
+		if _, err := time.Parse(time.RFC3339, in.VersionTime); err != nil {
+			return derrors.WithCause(derrors.InvalidArgument, err, "policy: version time %q is not RFC 3339", in.VersionTime)
+		}
+	}
+	return nil
+}
+
+// pathPrefixes returns the module path's prefixes at element boundaries,
+// shortest first: "a.com/b/c" → "a.com", "a.com/b", "a.com/b/c". The policy
+// looks each up in its prefix-keyed data, so ownership is O(depth) lookups
+// instead of a scan over every owned prefix.
+func pathPrefixes(m string) []string {
+	if m == "" {
+		return nil
+	}
+	n := strings.Count(m, "/") + 1
+	out := make([]string, 0, n)
+	for i := 0; i < len(m); i++ {
+		if m[i] == '/' {
+			out = append(out, m[:i])
+		}
+	}
+	return append(out, m)
+}
+
+// inputField identifies the input fields a policy may read; the engine builds
+// cache keys from only those the loaded policy reads.
+type inputField uint16
+
+const (
+	fieldSubject inputField = 1 << iota
+	fieldTeams
+	fieldMethod
+	fieldScopes
+	fieldAction
+	fieldVerb
+	fieldModule // module and path_prefixes
+	fieldVersion
+	fieldVersionTime
+	fieldRoute
+	fieldClientAddr
+	fieldTime
+	fieldAll inputField = 1<<iota - 1
+)
+
+var fieldNames = map[string]inputField{
+	"subject":       fieldSubject,
+	"teams":         fieldTeams,
+	"method":        fieldMethod,
+	"scopes":        fieldScopes,
+	"action":        fieldAction,
+	"verb":          fieldVerb,
+	"module":        fieldModule,
+	"path_prefixes": fieldModule,
+	"version":       fieldVersion,
+	"version_time":  fieldVersionTime,
+	"route":         fieldRoute,
+	"client_addr":   fieldClientAddr,
+	"time":          fieldTime,
+}
+
+// inputFieldsRead returns the input fields the modules refer to. A reference to
+// input as a whole (x := input), or with a computed key (input[k]), counts as
+// reading every field.
+func inputFieldsRead(modules map[string]*ast.Module) inputField {
+	var used inputField
+	var visit func(x any) bool
+	visit = func(x any) bool {
+		switch x := x.(type) {
+		case ast.Ref:
+			if !x[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			if len(x) < 2 {
+				used = fieldAll
+				return true
+			}
+			if key, ok := x[1].Value.(ast.String); !ok {
+				used = fieldAll
+			} else if f, ok := fieldNames[string(key)]; ok {
+				used |= f
+			} // else: an unknown field is always undefined and decides nothing
+			for _, t := range x[1:] { // input.owners[input.module] reads module too
+				ast.NewGenericVisitor(visit).Walk(t)
+			}
+			return true
+		case ast.Var:
+			if x.Equal(ast.InputRootDocument.Value) {
+				used = fieldAll
+			}
+		}
+		return false
+	}
+	for _, m := range modules {
+		ast.NewGenericVisitor(visit).Walk(m)
+	}
+	return used
+}
+
+// Keys of the input document, allocated once: terms are read-only during
+// evaluation, so every decision can share them.
+var (
+	keySubject      = ast.StringTerm("subject")
+	keyTeams        = ast.StringTerm("teams")
+	keyMethod       = ast.StringTerm("method")
+	keyScopes       = ast.StringTerm("scopes")
+	keyAction       = ast.StringTerm("action")
+	keyVerb         = ast.StringTerm("verb")
+	keyModule       = ast.StringTerm("module")
+	keyVersion      = ast.StringTerm("version")
+	keyVersionTime  = ast.StringTerm("version_time")
+	keyRoute        = ast.StringTerm("route")
+	keyClientAddr   = ast.StringTerm("client_addr")
+	keyTime         = ast.StringTerm("time")
+	keyPathPrefixes = ast.StringTerm("path_prefixes")
+)
+
+// value builds the Rego input document directly as an AST value: cheaper than
+// rego.EvalInput's JSON round trip on every decision.
+func (in *Input) value(now time.Time, prefixes []string) ast.Value {
+	strs := func(ss []string) *ast.Term {
+		terms := make([]*ast.Term, len(ss))
+		for i, s := range ss {
+			terms[i] = ast.StringTerm(s)
+		}
+		return ast.ArrayTerm(terms...)
+	}
+	return ast.NewObject(
+		ast.Item(keySubject, ast.StringTerm(in.Subject)),
+		ast.Item(keyTeams, strs(in.Teams)),
+		ast.Item(keyMethod, ast.StringTerm(string(in.Method))),
+		ast.Item(keyScopes, strs(in.Scopes)),
+		ast.Item(keyAction, ast.StringTerm(string(in.Action))),
+		ast.Item(keyVerb, ast.StringTerm(in.Action.Verb())),
+		ast.Item(keyModule, ast.StringTerm(in.Module)),
+		ast.Item(keyVersion, ast.StringTerm(in.Version)),
+		ast.Item(keyVersionTime, ast.StringTerm(in.VersionTime)),
+		ast.Item(keyRoute, ast.StringTerm(string(in.Route))),
+		ast.Item(keyClientAddr, ast.StringTerm(in.ClientAddr)),
+		ast.Item(keyTime, ast.StringTerm(now.UTC().Format(time.RFC3339))),
+		ast.Item(keyPathPrefixes, strs(prefixes)),
+	)
+}
+
+// cacheKey encodes the fields the policy reads, each length-prefixed so that no
+// two inputs share a key whatever bytes the fields hold. Teams and scopes must
+// already be sorted (Decide sorts them).
+func (in *Input) cacheKey(used inputField, now time.Time) string {
+	b := make([]byte, 0, 160)
+	put := func(f inputField, s string) {
+		if used&f != 0 {
+			b = strconv.AppendInt(b, int64(len(s)), 10)
+			b = append(b, ':')
+			b = append(b, s...)
+		}
+	}
+	putSet := func(f inputField, ss []string) {
+		if used&f != 0 {
+			b = strconv.AppendInt(b, int64(len(ss)), 10)
+			b = append(b, '[')
+			for _, s := range ss {
+				b = strconv.AppendInt(b, int64(len(s)), 10)
+				b = append(b, ':')
+				b = append(b, s...)
+			}
+		}
+	}
+	put(fieldSubject, in.Subject)
+	putSet(fieldTeams, in.Teams)
+	put(fieldMethod, string(in.Method))
+	putSet(fieldScopes, in.Scopes)
+	put(fieldAction, string(in.Action))
+	if used&fieldAction == 0 {
+		put(fieldVerb, in.Action.Verb())
+	}
+	put(fieldModule, in.Module)
+	put(fieldVersion, in.Version)
+	put(fieldVersionTime, in.VersionTime)
+	put(fieldRoute, string(in.Route))
+	put(fieldClientAddr, in.ClientAddr)
+	if used&fieldTime != 0 {
+		b = append(b, 't')
+		b = strconv.AppendInt(b, now.Unix(), 10)
+	}
+	return string(b)
+}
