@@ -19,6 +19,7 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/database"
+	"github.com/modgate/modgate/internal/policy"
 	"github.com/modgate/modgate/internal/server"
 )
 
@@ -28,6 +29,7 @@ type App struct {
 	log     *slog.Logger
 	pool    *pgxpool.Pool
 	server  *server.Server
+	policy  *policy.Engine
 	closers []func()
 }
 
@@ -67,17 +69,48 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
+	var pol server.Policy
+	var engine *policy.Engine
+	if cfg.Policy.Dir != "" {
+		engine, err = policy.Load(ctx, cfg.Policy.Dir, policy.Options{
+			Logger:     log,
+			Registerer: reg,
+			CacheSize:  cfg.Policy.CacheSize,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("app: loading policy: %w", err)
+		}
+		pol = engine
+		wctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { engine.Watch(wctx, cfg.Policy.WatchInterval.D()); close(done) }()
+		a.closers = append(a.closers, func() { stop(); <-done })
+	}
 	a.server, err = server.New(server.Options{
 		Config:        cfg,
 		Logger:        log,
 		Registry:      reg,
 		Authenticator: authn,
+		Policy:        pol,
 	})
 	if err != nil {
 		return nil, err
 	}
+	if engine != nil {
+		a.server.AddReadyCheck("policy", func(context.Context) (string, error) {
+			// A failed reload leaves the last good policy in force: report it, but
+			// stay ready.
+			st := engine.Status()
+			detail := "revision " + st.Revision
+			if st.LastError != "" {
+				detail += "; last reload rejected: " + st.LastError
+			}
+			return detail, nil
+		})
+		a.policy = engine
+	}
 	if a.pool != nil {
-		a.server.AddReadyCheck("database", func(ctx context.Context) error { return a.pool.Ping(ctx) })
+		a.server.AddReadyCheck("database", func(ctx context.Context) (string, error) { return "", a.pool.Ping(ctx) })
 	}
 	return a, nil
 }
@@ -113,6 +146,9 @@ func (a *App) authenticator() (server.Authenticator, error) {
 func (a *App) tokenVerifier() (auth.TokenVerifier, error) {
 	return nil, nil
 }
+
+// Policy returns the policy engine, or nil when policy is disabled.
+func (a *App) Policy() *policy.Engine { return a.policy }
 
 // Server returns the HTTP server.
 func (a *App) Server() *server.Server { return a.server }

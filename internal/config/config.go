@@ -33,6 +33,7 @@ type Config struct {
 	// TLS terminates TLS and configures client certificates (docs/mtls.md). Without
 	// tls.cert_file modgate serves plain HTTP, which Validate allows only on loopback.
 	Private  Private        `yaml:"private"`
+	Policy   Policy         `yaml:"policy"`
 	TLS      auth.TLSConfig `yaml:"tls"`
 	Auth     Auth           `yaml:"auth"`
 	Database Database       `yaml:"database"`
@@ -44,6 +45,18 @@ type Private struct {
 	// Patterns is a GOPRIVATE-style comma-separated list of glob path prefixes,
 	// e.g. "corp.example/*,git.corp.example".
 	Patterns string `yaml:"patterns"`
+}
+
+// Policy configures the OPA/Rego authorization policy (docs/policy.md).
+type Policy struct {
+	// Dir holds the Rego modules, data files and Rego tests. Empty disables policy:
+	// every authenticated caller may pull everything.
+	Dir string `yaml:"dir"`
+	// WatchInterval is how often Dir is checked for edits; a changed policy that
+	// compiles and passes its tests replaces the one in force.
+	WatchInterval Duration `yaml:"watch_interval"`
+	// CacheSize bounds the decision cache (entries); 0 uses the default, -1 disables.
+	CacheSize int `yaml:"cache_size"`
 }
 
 // Auth configures how requests are authenticated (docs/authentication.md). Client
@@ -172,6 +185,7 @@ func Defaults() Config {
 			FailureRefill: Duration(6 * time.Second),
 		},
 		Database: Database{Migrate: true},
+		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
 		Server: Server{
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),

@@ -105,6 +105,7 @@ func tlsConfigFor(p *pki, upstream string) config.Config {
 	cfg.Upstream.RetryBackoff = config.Duration(time.Millisecond)
 	cfg.SumDB.Names = []string{testSumDB}
 	cfg.TLS = auth.TLSConfig{CertFile: p.CertFile, KeyFile: p.Key}
+	cfg.Policy.Dir = "../../policy"
 	return cfg
 }
 

@@ -142,8 +142,11 @@ type state struct {
 	revision string
 	query    rego.PreparedEvalQuery
 	used     inputField // input fields the policy reads: the cache key
-	cache    *decisionCache
-	loadedAt time.Time
+	// versionTime: decisions depend on the version's publication time, so the
+	// caller must look it up (an .info fetch per version) before deciding.
+	versionTime bool
+	cache       *decisionCache
+	loadedAt    time.Time
 }
 
 // Load reads, compiles and tests the policy in dir. Unlike a reload, a failure
@@ -171,6 +174,11 @@ func Load(ctx context.Context, dir string, opts Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// NeedsVersionTime reports whether decisions in force depend on Input.VersionTime
+// (the cool-down is enabled). Finding a version's time costs an .info lookup, and
+// for list filtering one per version, so callers fill it in only when this is true.
+func (e *Engine) NeedsVersionTime() bool { return e.current.Load().versionTime }
 
 // Revision returns the revision of the policy in force.
 func (e *Engine) Revision() string { return e.current.Load().revision }
@@ -269,6 +277,8 @@ func (e *Engine) build(ctx context.Context) (*state, error) {
 		revision: ws.revision,
 		query:    query,
 		used:     used,
+		versionTime: used&fieldVersionTime != 0 &&
+			ws.data.Settings != nil && ws.data.Settings.Cooldown.Enabled,
 		cache:    newDecisionCache(e.opts.CacheSize),
 		loadedAt: e.opts.Now(),
 	}, nil

@@ -59,6 +59,10 @@ type recorder struct {
 	cache    string // cache result: hit, miss, stale
 	source   string // where the bytes came from
 	identity *identity.Identity
+	// What the request was about and how policy answered, for logs and audit.
+	module, version            string
+	decisionID, policyRevision string
+	denied                     bool
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -178,6 +182,15 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 	}
 	if rec.identity != nil {
 		attrs = append(attrs, slog.String("subject", rec.identity.Subject), slog.String("auth", string(rec.identity.Method)))
+	}
+	if rec.module != "" {
+		attrs = append(attrs, slog.String("module", rec.module))
+		if rec.version != "" {
+			attrs = append(attrs, slog.String("version", rec.version))
+		}
+	}
+	if rec.decisionID != "" {
+		attrs = append(attrs, slog.String("decision_id", rec.decisionID), slog.String("policy_revision", rec.policyRevision))
 	}
 	if rec.cache != "" {
 		attrs = append(attrs, slog.String("cache", rec.cache), slog.String("source", rec.source))

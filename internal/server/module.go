@@ -49,6 +49,21 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, derrors.New(derrors.NotFound, "not found: %s is a private module path and no private source serves it", req.Module))
 		return
 	}
+	if rec := recorderOf(w); rec != nil {
+		rec.module, rec.version = req.Module, req.Version
+	}
+	if err := s.authorizeModule(w, r, req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch req.Kind {
+	case goproxy.KindList:
+		s.serveFilteredList(w, r, req)
+		return
+	case goproxy.KindLatest:
+		s.serveAllowedLatest(w, r, req)
+		return
+	}
 	entry, err := s.cache.Get(r.Context(), s.moduleSpec(req))
 	if err != nil {
 		s.writeError(w, r, err)

@@ -37,6 +37,8 @@ type Options struct {
 	// Authenticator verifies Bearer/Basic credentials; nil accepts only client
 	// certificates (and anonymous callers where auth.anonymous allows).
 	Authenticator Authenticator
+	// Policy decides requests; nil lets every authenticated caller pull anything.
+	Policy Policy
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -50,13 +52,14 @@ type Server struct {
 	sumdbs map[string]bool
 	tls    *auth.ServerTLS // nil when serving plain HTTP
 	authn  Authenticator
+	policy Policy
 	ready  []readyCheck
 	router *mux.Router
 }
 
 type readyCheck struct {
 	name  string
-	check func(context.Context) error
+	check func(context.Context) (detail string, err error)
 }
 
 // New builds a server from opts.
@@ -102,6 +105,10 @@ func New(opts Options) (*Server, error) {
 		chain:  chain,
 		sumdbs: make(map[string]bool),
 		authn:  opts.Authenticator,
+		policy: opts.Policy,
+	}
+	if s.policy == nil {
+		s.policy = allowAll{}
 	}
 	if cfg.TLSEnabled() {
 		st, err := auth.NewServerTLS(cfg.TLS, log)
@@ -113,19 +120,20 @@ func New(opts Options) (*Server, error) {
 	for _, n := range cfg.SumDB.Names {
 		s.sumdbs[n] = true
 	}
-	s.AddReadyCheck("storage", func(ctx context.Context) error {
+	s.AddReadyCheck("storage", func(ctx context.Context) (string, error) {
 		_, err := store.Stat(ctx, "readyz-probe")
 		if err != nil && derrorsIsNotFound(err) {
-			return nil
+			return "", nil
 		}
-		return err
+		return "", err
 	})
 	s.router = s.routes()
 	return s, nil
 }
 
-// AddReadyCheck adds a named check to /readyz.
-func (s *Server) AddReadyCheck(name string, check func(context.Context) error) {
+// AddReadyCheck adds a named check to /readyz. A check failing makes the replica
+// unready; its detail, if any, is shown either way.
+func (s *Server) AddReadyCheck(name string, check func(context.Context) (string, error)) {
 	s.ready = append(s.ready, readyCheck{name, check})
 }
 
@@ -186,12 +194,17 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	status, body := http.StatusOK, ""
 	for _, c := range s.ready {
-		if err := c.check(ctx); err != nil {
+		detail, err := c.check(ctx)
+		if err != nil {
 			status = http.StatusServiceUnavailable
 			body += fmt.Sprintf("%s: %v\n", c.name, err)
-		} else {
-			body += c.name + ": ok\n"
+			continue
 		}
+		body += c.name + ": ok"
+		if detail != "" {
+			body += " (" + detail + ")"
+		}
+		body += "\n"
 	}
 	w.WriteHeader(status)
 	fmt.Fprint(w, body)
