@@ -63,9 +63,11 @@ require (
 	go.opentelemetry.io/otel/metric v1.46.0 // indirect
 	go.opentelemetry.io/otel/trace v1.46.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
-	golang.org/x/sync v0.25.0 // indirect
 )
 
 require github.com/jackc/pgx/v5 v5.12.0
 
-require github.com/open-policy-agent/opa v1.22.2
+require (
+	github.com/open-policy-agent/opa v1.22.2
+	golang.org/x/sync v0.25.0
+)

@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"migrate": {runMigrate, "apply or show database migrations (migrate up|status)"},
 	"policy":  {runPolicy, "check, test and explain the Rego policy (policy check|test|explain)"},
 	"serve":   {runServe, "run the proxy server"},
+	"token":   {runToken, "create, list and revoke API tokens (token create|list|revoke)"},
 	"version": {runVersion, "print the version"},
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/policy"
 	"github.com/modgate/modgate/internal/server"
+	"github.com/modgate/modgate/internal/tokens"
 )
 
 // App is a configured modgate.
@@ -142,9 +143,20 @@ func (a *App) authenticator() (server.Authenticator, error) {
 }
 
 // tokenVerifier returns the API token store when tokens are enabled and a database
-// is configured.
+// is configured, with its revocation listener running until Close.
 func (a *App) tokenVerifier() (auth.TokenVerifier, error) {
-	return nil, nil
+	if !a.cfg.Auth.APITokens || a.pool == nil {
+		return nil, nil
+	}
+	store, err := tokens.NewStore(a.pool, tokens.Config{Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { store.Listen(ctx); close(done) }()
+	a.closers = append(a.closers, func() { stop(); <-done })
+	return store, nil
 }
 
 // Policy returns the policy engine, or nil when policy is disabled.

@@ -1,0 +1,113 @@
+package tokens
+
+import (
+	"crypto/sha256"
+	"sync"
+	"time"
+
+	"github.com/modgate/modgate/internal/identity"
+)
+
+// cache holds recently verified tokens, keyed by the SHA-256 of the secret, so
+// only a secret that was verified in full can hit it. Failed verifications are
+// never cached: guessing is the failure limiter's business, and caching refusals
+// would let an attacker grow the map at will.
+type cache struct {
+	ttl time.Duration
+
+	mu      sync.RWMutex
+	entries map[[sha256.Size]byte]*entry
+	byID    map[string][sha256.Size]byte // evictions arrive by token id
+	// epoch counts evictions and flushes. A verification notes it before reading
+	// the database and stores its result only if it has not moved, so a
+	// revocation that lands between the read and the store is not undone by a
+	// stale entry.
+	epoch     uint64
+	lastSweep time.Time
+}
+
+type entry struct {
+	id        identity.Identity // template; callers get copies
+	expiresAt time.Time         // the token's expiry; zero: never
+	cachedAt  time.Time
+}
+
+func newCache(ttl time.Duration) *cache {
+	return &cache{
+		ttl:     ttl,
+		entries: make(map[[sha256.Size]byte]*entry),
+		byID:    make(map[string][sha256.Size]byte),
+	}
+}
+
+// get returns the entry for hash if it is younger than the TTL.
+func (c *cache) get(hash [sha256.Size]byte, now time.Time) *entry {
+	c.mu.RLock()
+	e := c.entries[hash]
+	c.mu.RUnlock()
+	if e == nil || now.Sub(e.cachedAt) >= c.ttl || now.Before(e.cachedAt) {
+		return nil
+	}
+	return e
+}
+
+// currentEpoch returns the epoch to pass to put.
+func (c *cache) currentEpoch() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.epoch
+}
+
+// put stores e unless an eviction or flush happened since epoch was read.
+func (c *cache) put(hash [sha256.Size]byte, e *entry, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		return
+	}
+	c.entries[hash] = e
+	c.byID[e.id.TokenID] = hash
+	c.sweepLocked(e.cachedAt)
+}
+
+// evict forgets the token id.
+func (c *cache) evict(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	if h, ok := c.byID[id]; ok {
+		delete(c.entries, h)
+		delete(c.byID, id)
+	}
+}
+
+// flush forgets everything: after the notification listener (re)connects, any
+// token may have been revoked while nobody was listening.
+func (c *cache) flush() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	clear(c.entries)
+	clear(c.byID)
+}
+
+func (c *cache) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
+}
+
+// sweepLocked drops stale entries of tokens no longer presented, at most once
+// per TTL, so the map stays as small as the set of tokens in recent use.
+func (c *cache) sweepLocked(now time.Time) {
+	if now.Sub(c.lastSweep) < c.ttl {
+		return
+	}
+	c.lastSweep = now
+	for h, e := range c.entries {
+		if now.Sub(e.cachedAt) >= c.ttl {
+			delete(c.entries, h)
+			delete(c.byID, e.id.TokenID)
+		}
+	}
+}
