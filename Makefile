@@ -11,7 +11,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/modgate
 
 run: build
-	$(BIN) serve --config deploy/modgate.example.yaml
+	bash .ci/dev-run
 
 test:
 	bash .ci/test

@@ -63,6 +63,7 @@ func startModgate(t *testing.T, args ...string) *process {
 	ln.Close()
 	p := &process{URL: "http://" + addr, logs: &safeBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(modgateBinary(t), append([]string{"serve", "--listen", addr}, args...)...)
+	p.cmd.Dir = "../.." // the repository root, where the default policy/ lives
 	p.cmd.Stdout = p.logs
 	p.cmd.Stderr = p.logs
 	p.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
