@@ -17,7 +17,9 @@ import (
 )
 
 // shipper tails the spool, oldest segment first, and inserts its rows into
-// PostgreSQL. A segment is deleted once every row in it is committed. Rows are
+// PostgreSQL in batches, with up to ShipWorkers batches in flight so that inserting
+// overlaps reading and PostgreSQL can use more than one core. A segment is deleted
+// once every batch up to the one that finished reading it is committed. Rows are
 // inserted idempotently whenever they may already be there (segments from an earlier
 // run, or a retry after a failure whose commit outcome is unknown), so replay is
 // exactly-once in the table.
@@ -25,9 +27,18 @@ type shipper struct {
 	w      *Writer
 	segID  int64 // segment being read
 	fr     *frameReader
-	rows   []*Row  // read but not yet committed
-	done   []int64 // segments fully read, to delete once rows are committed
-	dedupe bool    // the next insert may meet rows already in the table
+	rows   []*Row  // read, not yet handed to a worker
+	done   []int64 // segments fully read, not yet handed to a worker
+	dedupe bool    // the rows being read may already be in the table
+}
+
+// shipBatch is one insert in flight.
+type shipBatch struct {
+	rows     []*Row
+	done     []int64 // segments to delete once this and every earlier batch is in
+	dedupe   bool
+	ok       bool          // set before finished is closed
+	finished chan struct{} // closed when the worker gives up or succeeds
 }
 
 func (w *Writer) shipLoop() {
@@ -38,41 +49,119 @@ func (w *Writer) shipLoop() {
 			s.fr.Close()
 		}
 	}()
-	backoff := 50 * time.Millisecond
+	var inflight []*shipBatch
 	heartbeat := time.NewTicker(time.Minute)
 	defer heartbeat.Stop()
 	for {
+		// Retire finished batches in order; a failed one means we are stopping.
+		for len(inflight) > 0 && isClosed(inflight[0].finished) {
+			if !inflight[0].ok {
+				for _, b := range inflight {
+					<-b.finished
+				}
+				return
+			}
+			s.removeSegments(inflight[0].done)
+			inflight = inflight[1:]
+		}
+		if len(inflight) >= w.cfg.ShipWorkers {
+			<-inflight[0].finished // workers watch stopShip themselves
+			continue
+		}
 		if err := s.fill(); err != nil {
 			w.log.Error("audit spool read failed", "err", err)
 		}
-		if len(s.rows) == 0 && len(s.done) == 0 {
+		if len(s.rows) > 0 || len(s.done) > 0 {
+			b := &shipBatch{rows: s.rows, done: s.done, dedupe: s.dedupe, finished: make(chan struct{})}
+			s.rows, s.done, s.dedupe = nil, nil, false
+			inflight = append(inflight, b)
+			go w.insertBatch(b)
+			continue
+		}
+		if len(inflight) > 0 {
 			select {
-			case <-w.drain:
-				// The committer has stopped and fill found nothing more: drained.
-				return
-			case <-w.stopShip:
-				return
+			case <-inflight[0].finished:
 			case <-w.shipKick:
-			case <-heartbeat.C:
-				w.logHead()
 			}
 			continue
 		}
-		if err := s.flush(); err != nil {
-			w.pgOK.Store(false)
-			w.m.failures.WithLabelValues("postgres").Inc()
-			w.log.Warn("audit insert failed; will retry", "rows", len(s.rows), "err", err, "retry_in", backoff)
-			s.dedupe = true // the commit may have happened
-			select {
-			case <-time.After(backoff):
-			case <-w.stopShip:
-				return
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
+		select {
+		case <-w.drain:
+			// The committer has stopped and fill found nothing more: drained.
+			return
+		case <-w.stopShip:
+			return
+		case <-w.shipKick:
+		case <-heartbeat.C:
+			w.logHead()
 		}
-		backoff = 50 * time.Millisecond
-		w.pgOK.Store(true)
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// insertBatch inserts b, retrying with backoff until it succeeds or Close gives up.
+func (w *Writer) insertBatch(b *shipBatch) {
+	defer close(b.finished)
+	if len(b.rows) == 0 {
+		b.ok = true
+		return
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(w.shipCtx, w.cfg.InsertTimeout)
+		start := time.Now()
+		n, err := insertRows(ctx, w.pool, b.rows, b.dedupe)
+		cancel()
+		if isPermanent(err) {
+			n, err = w.isolate(b.rows)
+		}
+		if w.shipCtx.Err() != nil {
+			return // Close gave up; the rows stay in the spool
+		}
+		if err == nil {
+			w.m.writeLatency.Observe(time.Since(start).Seconds())
+			w.m.written.Add(float64(n))
+			w.unshipped.Add(-int64(len(b.rows)))
+			w.pgOK.Store(true)
+			b.ok = true
+			return
+		}
+		w.pgOK.Store(false)
+		w.m.failures.WithLabelValues("postgres").Inc()
+		w.log.Warn("audit insert failed; will retry", "rows", len(b.rows), "err", err, "retry_in", backoff)
+		b.dedupe = true // the commit may have happened
+		select {
+		case <-time.After(backoff):
+		case <-w.stopShip:
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// removeSegments deletes shipped segments.
+func (s *shipper) removeSegments(ids []int64) {
+	w := s.w
+	for _, id := range ids {
+		name := segmentName(w.cfg.SpoolDir, id)
+		if st, err := os.Stat(name); err == nil {
+			if err := os.Remove(name); err != nil {
+				w.log.Error("audit spool: cannot remove shipped segment", "segment", id, "err", err)
+				continue
+			}
+			w.spoolBytes.Add(-st.Size())
+		}
+		w.posMu.Lock()
+		delete(w.sealed, id)
+		w.posMu.Unlock()
 	}
 }
 
@@ -165,44 +254,6 @@ func (s *shipper) nextSegment() (int64, bool, error) {
 	return 0, false, nil
 }
 
-// flush inserts the pending rows and deletes the segments they finished.
-func (s *shipper) flush() error {
-	w := s.w
-	if len(s.rows) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.InsertTimeout)
-		start := time.Now()
-		n, err := insertRows(ctx, w.pool, s.rows, s.dedupe)
-		cancel()
-		if isPermanent(err) {
-			n, err = s.isolate()
-		}
-		if err != nil {
-			return err
-		}
-		w.m.writeLatency.Observe(time.Since(start).Seconds())
-		w.m.written.Add(float64(n))
-		w.unshipped.Add(-int64(len(s.rows)))
-		clear(s.rows)
-		s.rows = s.rows[:0]
-		s.dedupe = false
-	}
-	for _, id := range s.done {
-		name := segmentName(w.cfg.SpoolDir, id)
-		if st, err := os.Stat(name); err == nil {
-			if err := os.Remove(name); err != nil {
-				w.log.Error("audit spool: cannot remove shipped segment", "segment", id, "err", err)
-				continue
-			}
-			w.spoolBytes.Add(-st.Size())
-		}
-		w.posMu.Lock()
-		delete(w.sealed, id)
-		w.posMu.Unlock()
-	}
-	s.done = s.done[:0]
-	return nil
-}
-
 // isPermanent reports an insert error that retrying cannot fix: the data itself is
 // refused (SQLSTATE class 22, data exception, or 23, integrity violation).
 func isPermanent(err error) bool {
@@ -213,11 +264,10 @@ func isPermanent(err error) bool {
 // isolate inserts the pending rows one by one so that a row PostgreSQL refuses does
 // not block the spool forever. Refused rows are appended to SpoolDir/rejected.jsonl
 // (fsync'd) for an operator, logged, and counted as failures.
-func (s *shipper) isolate() (int64, error) {
-	w := s.w
+func (w *Writer) isolate(rows []*Row) (int64, error) {
 	var total int64
-	for _, r := range s.rows {
-		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.InsertTimeout)
+	for _, r := range rows {
+		ctx, cancel := context.WithTimeout(w.shipCtx, w.cfg.InsertTimeout)
 		n, err := insertRows(ctx, w.pool, []*Row{r}, true)
 		cancel()
 		if err == nil {

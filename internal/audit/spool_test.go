@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -122,6 +123,7 @@ func BenchmarkWriterThroughput(b *testing.B) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	per := b.N / goroutines
+	lat := make([][]time.Duration, goroutines)
 	for g := range goroutines {
 		n := per
 		if g == 0 {
@@ -129,10 +131,12 @@ func BenchmarkWriterThroughput(b *testing.B) {
 		}
 		wg.Go(func() {
 			for i := range n {
+				t0 := time.Now()
 				if err := w.Record(testEvent(i)); err != nil {
 					b.Error(err)
 					return
 				}
+				lat[g] = append(lat[g], time.Since(t0))
 			}
 		})
 	}
@@ -146,6 +150,10 @@ func BenchmarkWriterThroughput(b *testing.B) {
 	if rows, _ := rowCounts(b, pool); rows != b.N {
 		b.Fatalf("%d rows, want %d", rows, b.N)
 	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-record-ms")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-record-ms")
 	b.ReportMetric(float64(b.N)/recorded.Seconds(), "recorded/s")
 	b.ReportMetric(float64(b.N)/total.Seconds(), "in-postgres/s")
 }

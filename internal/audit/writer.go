@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -32,6 +33,8 @@ type WriterConfig struct {
 	SpoolDir string
 	// BatchSize caps the rows per PostgreSQL insert. Default 5000.
 	BatchSize int
+	// ShipWorkers is how many batch inserts may run at once. Default 2.
+	ShipWorkers int
 	// SegmentBytes is the size at which a spool segment is closed and a new one
 	// started; shipped segments are deleted whole. Default 8 MiB.
 	SegmentBytes int64
@@ -54,6 +57,9 @@ func (c WriterConfig) withDefaults() WriterConfig {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 5000
+	}
+	if c.ShipWorkers <= 0 {
+		c.ShipWorkers = 2
 	}
 	if c.SegmentBytes <= 0 {
 		c.SegmentBytes = 8 << 20
@@ -111,6 +117,8 @@ type Writer struct {
 	commitDone chan struct{}
 	drain      chan struct{} // closed by Close: ship what is spooled, then stop
 	stopShip   chan struct{} // closed when Close gives up waiting
+	shipCtx    context.Context
+	shipCancel context.CancelFunc // cancels inserts in flight when Close gives up
 	shipDone   chan struct{}
 	maintStop  chan struct{}
 	maintDone  chan struct{}
@@ -187,9 +195,11 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 		maintDone:  make(chan struct{}),
 		sealed:     map[int64]int64{},
 	}
+	w.shipCtx, w.shipCancel = context.WithCancel(context.Background())
 	w.m = newMetrics(reg, w)
 	defer func() {
 		if err != nil {
+			w.shipCancel()
 			w.m.unregister()
 			lock.Close()
 		}
@@ -278,10 +288,16 @@ func (w *Writer) scanSpool() (head *chainHead, lastID int64, err error) {
 func (w *Writer) resumeChain(ctx context.Context, spoolHead *chainHead) chainHead {
 	id := w.cfg.WriterID
 	if spoolHead != nil && (spoolHead.ChainID == id || len(spoolHead.ChainID) > len(id) && spoolHead.ChainID[:len(id)+1] == id+"~") {
-		if dbSeq, err := lastSeq(ctx, w.pool, spoolHead.ChainID); err == nil && dbSeq > spoolHead.Seq {
+		if db, err := dbHead(ctx, w.pool, spoolHead.ChainID); err == nil && db.Seq > spoolHead.Seq {
+			// PostgreSQL is ahead of the spool. That is consistent when rows were
+			// written straight to PostgreSQL while the spool was broken or full: the
+			// table then extends the spool's chain, and the table's head is the head.
+			if extends, err := extendsHead(ctx, w.pool, *spoolHead); err == nil && extends {
+				return db
+			}
 			fork := forkID(id)
-			w.log.Error("audit chain in PostgreSQL is ahead of the local spool (is another replica using this writer id?); starting a new chain",
-				"chain", spoolHead.ChainID, "db_seq", dbSeq, "spool_seq", spoolHead.Seq, "new_chain", fork)
+			w.log.Error("audit chain in PostgreSQL diverges from the local spool (is another replica using this writer id?); starting a new chain",
+				"chain", spoolHead.ChainID, "db_seq", db.Seq, "spool_seq", spoolHead.Seq, "new_chain", fork)
 			return chainHead{ChainID: fork, Hash: genesisHash}
 		}
 		return *spoolHead
@@ -302,12 +318,18 @@ func forkID(id string) string {
 	return id + "~" + hex.EncodeToString(b[:])
 }
 
-func lastSeq(ctx context.Context, pool *pgxpool.Pool, chain string) (int64, error) {
+// extendsHead reports whether the table's row after h links to h, which holds even
+// when h's own row is still only in the spool.
+func extendsHead(ctx context.Context, pool *pgxpool.Pool, h chainHead) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	var seq int64
-	err := pool.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM audit_events WHERE chain_id = $1`, chain).Scan(&seq)
-	return seq, err
+	var prev []byte
+	err := pool.QueryRow(ctx, `SELECT prev_hash FROM audit_events WHERE chain_id = $1 AND seq = $2 LIMIT 1`,
+		h.ChainID, h.Seq+1).Scan(&prev)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(prev, h.Hash), nil
 }
 
 func dbHead(ctx context.Context, pool *pgxpool.Pool, chain string) (chainHead, error) {
@@ -450,6 +472,11 @@ func (w *Writer) commit(rows []Row) error {
 	defer cancel()
 	start := time.Now()
 	n, err := insertRows(ctx, w.pool, ptrs, true)
+	if err != nil && !isPermanent(err) && ctx.Err() == nil {
+		// Once more: the first attempt may have drawn a pooled connection that a
+		// PostgreSQL restart had already closed.
+		n, err = insertRows(ctx, w.pool, ptrs, true)
+	}
 	w.m.writeLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		w.pgOK.Store(false)
@@ -615,6 +642,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	case <-w.shipDone:
 	case <-ctx.Done():
 		close(w.stopShip)
+		w.shipCancel()
 		<-w.shipDone
 		err = fmt.Errorf("audit: closing with %d events left in the spool: %w", w.unshipped.Load(), ctx.Err())
 	}
@@ -625,6 +653,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	if w.seg != nil {
 		w.seg.Close()
 	}
+	w.shipCancel()
 	w.m.unregister()
 	w.lock.Close()
 	return err

@@ -257,6 +257,7 @@ func TestWriterSurvivesPostgresOutage(t *testing.T) {
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pool.Reset() // drop connections the outage killed, as a server's health check would
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := w.Close(ctx); err != nil {
@@ -364,6 +365,7 @@ func TestWriterSurvivesKill(t *testing.T) {
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pool.Reset() // drop connections the outage killed, as a server's health check would
 	before, _ := rowCounts(t, pool)
 	t.Logf("child acknowledged %d events before SIGKILL; %d were in PostgreSQL, the rest only in its spool", len(acked), before)
 	if before >= len(acked) {
@@ -448,6 +450,7 @@ func TestWriterFailsClosed(t *testing.T) {
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
+	pool.Reset() // drop connections the outage killed, as a server's health check would
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := w.Close(ctx); err != nil {
@@ -469,5 +472,55 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Rows written straight to PostgreSQL while the spool was broken put the table ahead
+// of the spool; a restart continues the chain from the table instead of forking it.
+func TestWriterResumesChainPastSpool(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewPool(t)
+	spool := filepath.Join(t.TempDir(), "spool")
+	backup := t.TempDir()
+	w := startWriter(t, pool, WriterConfig{SpoolDir: spool, SegmentBytes: 1})
+	for i := range 3 {
+		if err := w.Record(testEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "spool shipped", func() bool { return w.unshipped.Load() == 0 })
+	segs, _ := listSegments(spool)
+	for _, id := range segs {
+		data, err := os.ReadFile(segmentName(spool, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(segmentName(backup, id), data, 0o600)
+	}
+	os.RemoveAll(spool)
+	os.WriteFile(spool, nil, 0o600)
+	for i := range 2 {
+		if err := w.Record(testEvent(i)); err != nil {
+			t.Fatal(err) // straight to PostgreSQL
+		}
+	}
+	if err := w.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(spool)
+	if err := os.Rename(backup, spool); err != nil {
+		t.Fatal(err)
+	}
+
+	w2 := startWriter(t, pool, WriterConfig{SpoolDir: spool})
+	if err := w2.Record(testEvent(9)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rep := assertVerifies(t, pool)
+	if len(rep.Chains) != 1 || rep.Chains[0].LastSeq != 6 || rep.Rows != 6 {
+		t.Errorf("chains = %+v, want one chain of 6 rows", rep.Chains)
 	}
 }
