@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -116,10 +115,10 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, oc := range splitList(*outcome) {
 		f.Outcomes = append(f.Outcomes, audit.Outcome(oc))
 	}
-	if f.Since, err = parseWhen(*since); err != nil {
+	if f.Since, err = audit.ParseTimeBound(*since, time.Now()); err != nil {
 		return fmt.Errorf("audit query: --since: %w", err)
 	}
-	if f.Until, err = parseWhen(*until); err != nil {
+	if f.Until, err = audit.ParseTimeBound(*until, time.Now()); err != nil {
 		return fmt.Errorf("audit query: --until: %w", err)
 	}
 	return printRows(ctx, o, f, stdout, stderr)
@@ -150,7 +149,7 @@ func auditTeamPulls(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.Usage()
 		return errors.New("audit team-pulls: want one TEAM")
 	}
-	t, err := parseWhen(*since)
+	t, err := audit.ParseTimeBound(*since, time.Now())
 	if err != nil {
 		return fmt.Errorf("audit team-pulls: --since: %w", err)
 	}
@@ -251,32 +250,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-// parseWhen accepts "" (no bound), a duration back from now with d/w units
-// ("90d", "2w", "36h"), a date (2006-01-02) or an RFC 3339 time.
-func parseWhen(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	now := time.Now()
-	if n, unit := s[:len(s)-1], s[len(s)-1]; unit == 'd' || unit == 'w' {
-		if v, err := strconv.Atoi(n); err == nil && v >= 0 {
-			days := v
-			if unit == 'w' {
-				days *= 7
-			}
-			return now.AddDate(0, 0, -days), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not a duration (90d, 12h), a date or an RFC 3339 time", s)
 }

@@ -524,3 +524,29 @@ func TestWriterResumesChainPastSpool(t *testing.T) {
 		t.Errorf("chains = %+v, want one chain of 6 rows", rep.Chains)
 	}
 }
+
+// A full spool (a long outage) sends events straight to PostgreSQL, and fails closed
+// when PostgreSQL is down too.
+func TestWriterSpoolFull(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.NewCluster(t)
+	pool := pgtest.Pool(t, cluster.NewDatabase(t))
+	w := startWriter(t, pool, WriterConfig{MaxSpoolBytes: 1}) // the head entry alone fills it
+	for i := range 3 {
+		if err := w.Record(testEvent(i)); err != nil {
+			t.Fatalf("Record with a full spool and PostgreSQL up = %v", err)
+		}
+	}
+	if rows, _ := rowCounts(t, pool); rows != 3 {
+		t.Errorf("%d rows, want 3 written straight to PostgreSQL", rows)
+	}
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(testEvent(4)); !errors.Is(err, derrors.Unavailable) {
+		t.Errorf("Record with a full spool and PostgreSQL down = %v, want Unavailable", err)
+	}
+	if err := w.Healthy(); !errors.Is(err, derrors.Unavailable) {
+		t.Errorf("Healthy = %v, want Unavailable", err)
+	}
+}
