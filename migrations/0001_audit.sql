@@ -36,7 +36,7 @@ CREATE TABLE audit_events (
     seq              bigint           NOT NULL,
     prev_hash        bytea            NOT NULL,
     hash             bytea            NOT NULL,
-    PRIMARY KEY (id, time),
+    PRIMARY KEY (time, id),  -- also serves keyset paging (newest first)
     UNIQUE (event_id, time)
 ) PARTITION BY RANGE (time);
 
@@ -47,7 +47,6 @@ CREATE TABLE audit_events_default PARTITION OF audit_events DEFAULT;
 CREATE INDEX audit_events_module_idx  ON audit_events (module, version, time);
 CREATE INDEX audit_events_subject_idx ON audit_events (subject, time);
 CREATE INDEX audit_events_teams_idx   ON audit_events USING gin (teams);
-CREATE INDEX audit_events_time_idx    ON audit_events (time, id);
 CREATE INDEX audit_events_outcome_idx ON audit_events (outcome, time);
 CREATE INDEX audit_events_chain_idx   ON audit_events (chain_id, seq);
 

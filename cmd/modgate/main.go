@@ -20,6 +20,7 @@ type command struct {
 
 var commands = map[string]command{
 	"agent":   {runAgent, "local forwarder that presents this machine's client certificate to modgate"},
+	"audit":   {runAudit, "query and verify the audit trail (audit query|verify|who-pulled|team-pulls)"},
 	"auth":    {runAuth, "GOAUTH helper: print Authorization headers for the go command"},
 	"login":   {runLogin, "sign in with OIDC (device flow) and write the token to ~/.netrc"},
 	"certs":   {runCerts, "create development certificates (certs init)"},

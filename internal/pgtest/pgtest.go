@@ -248,11 +248,26 @@ func (c *Cluster) Stop() error {
 	return c.pgctl("-m", "immediate", "-w", "stop")
 }
 
-// Start starts a stopped cluster on the same port.
+// Start starts a stopped cluster on the same port and returns once it accepts
+// connections (after an immediate stop it first replays its WAL).
 func (c *Cluster) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pgctl("-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60", "start")
+	if err := c.pgctl("-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		conn, err := pgx.Connect(ctx, c.URL())
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("cluster did not accept connections: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) pgctl(args ...string) error {
