@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/database"
@@ -31,6 +33,7 @@ type App struct {
 	pool    *pgxpool.Pool
 	server  *server.Server
 	policy  *policy.Engine
+	audit   *audit.Writer
 	closers []func()
 }
 
@@ -87,15 +90,49 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		go func() { engine.Watch(wctx, cfg.Policy.WatchInterval.D()); close(done) }()
 		a.closers = append(a.closers, func() { stop(); <-done })
 	}
+	var auditor server.Auditor
+	if a.pool != nil {
+		writerID := cfg.Audit.WriterID
+		if writerID == "" {
+			writerID = cfg.Replica
+		}
+		w, err := audit.NewWriter(ctx, audit.WriterConfig{
+			WriterID:      writerID,
+			Replica:       cfg.Replica,
+			SpoolDir:      cfg.Audit.SpoolDir,
+			MaxSpoolBytes: cfg.Audit.MaxSpoolBytes,
+			Retention:     cfg.Audit.Retention.D(),
+		}, a.pool, log, reg)
+		if err != nil {
+			return nil, fmt.Errorf("app: audit: %w", err)
+		}
+		// Close drains the queue into PostgreSQL; what it cannot ship stays spooled
+		// and is replayed at the next start.
+		a.closers = append(a.closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := w.Close(ctx); err != nil {
+				log.Warn("audit: closing writer", "err", err)
+			}
+		})
+		auditor, a.audit = w, w
+	} else {
+		log.Warn("no database configured: the audit trail is off (requests are only logged)")
+	}
 	a.server, err = server.New(server.Options{
 		Config:        cfg,
 		Logger:        log,
 		Registry:      reg,
 		Authenticator: authn,
 		Policy:        pol,
+		Audit:         auditor,
+		AuditQuery:    a.auditQuery(),
 	})
 	if err != nil {
 		return nil, err
+	}
+	if a.audit != nil {
+		a.server.AddReadyCheck("audit", func(context.Context) (string, error) { return "", a.audit.Healthy() })
 	}
 	if engine != nil {
 		a.server.AddReadyCheck("policy", func(context.Context) (string, error) {
@@ -157,6 +194,15 @@ func (a *App) tokenVerifier() (auth.TokenVerifier, error) {
 	go func() { store.Listen(ctx); close(done) }()
 	a.closers = append(a.closers, func() { stop(); <-done })
 	return store, nil
+}
+
+func (a *App) auditQuery() server.AuditQuerier {
+	if a.pool == nil {
+		return nil
+	}
+	return func(ctx context.Context, f audit.Filter) ([]audit.Row, string, error) {
+		return audit.Query(ctx, a.pool, f)
+	}
 }
 
 // Policy returns the policy engine, or nil when policy is disabled.

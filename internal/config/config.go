@@ -34,6 +34,7 @@ type Config struct {
 	// tls.cert_file modgate serves plain HTTP, which Validate allows only on loopback.
 	Private  Private        `yaml:"private"`
 	Policy   Policy         `yaml:"policy"`
+	Audit    Audit          `yaml:"audit"`
 	TLS      auth.TLSConfig `yaml:"tls"`
 	Auth     Auth           `yaml:"auth"`
 	Database Database       `yaml:"database"`
@@ -57,6 +58,23 @@ type Policy struct {
 	WatchInterval Duration `yaml:"watch_interval"`
 	// CacheSize bounds the decision cache (entries); 0 uses the default, -1 disables.
 	CacheSize int `yaml:"cache_size"`
+}
+
+// Audit configures the audit trail (docs/audit.md). It needs the database; without
+// one, requests are only logged.
+type Audit struct {
+	// Require refuses requests with 503 when neither PostgreSQL nor the local spool
+	// can record them (fail-closed).
+	Require bool `yaml:"require"`
+	// SpoolDir is the local, fsync'd spool every event is written to before it is
+	// shipped to PostgreSQL. One replica per directory.
+	SpoolDir string `yaml:"spool_dir"`
+	// WriterID names this replica's hash chain; defaults to replica.
+	WriterID string `yaml:"writer_id"`
+	// Retention drops monthly partitions older than this; 0 keeps everything.
+	Retention Duration `yaml:"retention"`
+	// MaxSpoolBytes bounds the spool; beyond it events go straight to PostgreSQL.
+	MaxSpoolBytes int64 `yaml:"max_spool_bytes"`
 }
 
 // Auth configures how requests are authenticated (docs/authentication.md). Client
@@ -186,6 +204,7 @@ func Defaults() Config {
 		},
 		Database: Database{Migrate: true},
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
+		Audit:    Audit{SpoolDir: "tmp/audit-spool", MaxSpoolBytes: 1 << 30},
 		Server: Server{
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),

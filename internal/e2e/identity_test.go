@@ -72,6 +72,9 @@ func writeFile(t *testing.T, path string, data []byte) {
 // on a loopback port and returns its https URL.
 func startApp(t *testing.T, cfg config.Config) string {
 	t.Helper()
+	if cfg.Audit.SpoolDir == config.Defaults().Audit.SpoolDir {
+		cfg.Audit.SpoolDir = t.TempDir()
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

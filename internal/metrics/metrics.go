@@ -14,6 +14,7 @@ type Metrics struct {
 	UpstreamFetches *prometheus.CounterVec   // upstream, result
 	UpstreamLatency *prometheus.HistogramVec // upstream (time to response headers)
 	InflightFetches prometheus.Gauge
+	AuditFailures   prometheus.Counter
 }
 
 // New creates the collectors and registers them on reg.
@@ -49,9 +50,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "modgate_upstream_inflight_fetches",
 			Help: "Objects being fetched from upstreams right now.",
 		}),
+		AuditFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "modgate_audit_record_failures_total",
+			Help: "Requests served whose audit event could not be recorded.",
+		}),
 	}
 	reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Cache,
-		m.UpstreamFetches, m.UpstreamLatency, m.InflightFetches)
+		m.UpstreamFetches, m.UpstreamLatency, m.InflightFetches, m.AuditFailures)
 	return m
 }
 

@@ -141,7 +141,9 @@ func (s *Server) withLogging(next http.Handler) http.Handler {
 			if p != nil {
 				aborted = true
 			}
-			s.logRequest(r, rec, time.Since(start), aborted)
+			d := time.Since(start)
+			s.logRequest(r, rec, d, aborted)
+			s.recordAudit(r, rec, d, aborted)
 			if p != nil {
 				panic(p)
 			}

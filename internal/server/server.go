@@ -39,22 +39,29 @@ type Options struct {
 	Authenticator Authenticator
 	// Policy decides requests; nil lets every authenticated caller pull anything.
 	Policy Policy
+	// Audit records every protocol request, publish, delete and denial; nil
+	// records nothing (no database configured).
+	Audit Auditor
+	// AuditQuery answers /api/v1/audit queries; nil disables the API.
+	AuditQuery AuditQuerier
 }
 
 // Server is modgate's HTTP handler and the state behind it.
 type Server struct {
-	cfg    config.Config
-	log    *slog.Logger
-	reg    *prometheus.Registry
-	m      *metrics.Metrics
-	cache  *cache.Cache
-	chain  *upstream.Chain
-	sumdbs map[string]bool
-	tls    *auth.ServerTLS // nil when serving plain HTTP
-	authn  Authenticator
-	policy Policy
-	ready  []readyCheck
-	router *mux.Router
+	cfg        config.Config
+	log        *slog.Logger
+	reg        *prometheus.Registry
+	m          *metrics.Metrics
+	cache      *cache.Cache
+	chain      *upstream.Chain
+	sumdbs     map[string]bool
+	tls        *auth.ServerTLS // nil when serving plain HTTP
+	authn      Authenticator
+	policy     Policy
+	audit      Auditor
+	auditQuery AuditQuerier
+	ready      []readyCheck
+	router     *mux.Router
 }
 
 type readyCheck struct {
@@ -97,15 +104,17 @@ func New(opts Options) (*Server, error) {
 	}, opts.UpstreamTransport, log, m)
 
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		reg:    reg,
-		m:      m,
-		cache:  cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
-		chain:  chain,
-		sumdbs: make(map[string]bool),
-		authn:  opts.Authenticator,
-		policy: opts.Policy,
+		cfg:        cfg,
+		log:        log,
+		reg:        reg,
+		m:          m,
+		cache:      cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
+		chain:      chain,
+		sumdbs:     make(map[string]bool),
+		authn:      opts.Authenticator,
+		policy:     opts.Policy,
+		audit:      opts.Audit,
+		auditQuery: opts.AuditQuery,
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
@@ -162,8 +171,9 @@ func (s *Server) routes() *mux.Router {
 	r.Handle(login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo)))
 
 	// Everything below needs a verified identity.
-	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withIdentity(http.HandlerFunc(s.handleSumDB))))
-	r.PathPrefix("/").Handler(s.withIdentity(http.HandlerFunc(s.handleModule)))
+	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditEvents))))
+	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB)))))
+	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
 	return r
 }
 

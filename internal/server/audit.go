@@ -1,0 +1,112 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/modgate/modgate/internal/audit"
+	"github.com/modgate/modgate/internal/derrors"
+)
+
+// Auditor records audit events; *audit.Writer implements it.
+type Auditor interface {
+	// Record returns once the event is durable (or an error saying it is not).
+	Record(ev audit.Event) error
+	// Healthy reports whether events can be recorded at all.
+	Healthy() error
+}
+
+// audited reports whether a request belongs in the audit trail: every module
+// protocol request, publish and delete, audit reads, and of the checksum database
+// the lookups (they name a module) plus anything refused or failed. Tiles and tree
+// heads name no module and would only bury the auditor's questions in noise.
+func audited(rec *recorder) bool {
+	switch rec.endpoint {
+	case "list", "info", "mod", "zip", "latest", "module", "publish", "delete", "audit-read":
+		return true
+	case "sumdb":
+		return rec.module != "" || rec.status >= 400
+	}
+	return false
+}
+
+// withAuditGate refuses audited requests with 503 when audit.require is set and
+// nothing can record them: as Vault does, modgate would rather not serve than serve
+// unrecorded.
+func (s *Server) withAuditGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.audit != nil && s.cfg.Audit.Require {
+			if err := s.audit.Healthy(); err != nil {
+				s.writeError(w, r, derrors.WithCause(derrors.Unavailable, err, "audit trail unavailable: modgate does not serve requests it cannot record"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recordAudit writes the request's audit event. It runs after the response has
+// been written, on no client context: a client hanging up cannot cancel its record.
+func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, aborted bool) {
+	if s.audit == nil || !audited(rec) {
+		return
+	}
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	ev := audit.Event{
+		RequestID:  RequestID(r.Context()),
+		DecisionID: rec.decisionID,
+		ClientAddr: clientIP(r),
+		Action:     auditAction(rec.endpoint),
+		Module:     rec.module,
+		Version:    rec.version,
+		Status:     status,
+		Outcome:    outcome(status, aborted),
+		Source:     rec.source,
+		Bytes:      rec.bytes,
+		UserAgent:  r.UserAgent(),
+		Replica:    s.cfg.Replica,
+	}
+	ev.SetIdentity(rec.identity)
+	ev.SetDuration(d)
+	if rec.err != nil {
+		ev.Reason = derrors.PublicMessage(rec.err)
+	}
+	if aborted && ev.Reason == "" {
+		ev.Reason = "transfer aborted"
+	}
+	if err := s.audit.Record(ev); err != nil {
+		s.m.AuditFailures.Inc()
+		s.log.Error("audit: event not recorded", "request_id", ev.RequestID, "action", ev.Action, "module", ev.Module, "err", err)
+	}
+}
+
+func auditAction(endpoint string) audit.Action {
+	if endpoint == "module" {
+		return "invalid-request"
+	}
+	return audit.Action(strings.ReplaceAll(endpoint, ".", "-"))
+}
+
+func outcome(status int, aborted bool) audit.Outcome {
+	switch {
+	case aborted:
+		return audit.OutcomeError
+	case status < 400:
+		return audit.OutcomeServed
+	case status == http.StatusUnauthorized, status == http.StatusTooManyRequests:
+		return audit.OutcomeUnauthenticated
+	case status == http.StatusForbidden:
+		return audit.OutcomeDenied
+	case status == http.StatusNotFound:
+		return audit.OutcomeNotFound
+	case status == http.StatusGone:
+		return audit.OutcomeGone
+	case status == http.StatusBadRequest, status == http.StatusMethodNotAllowed:
+		return audit.OutcomeInvalid
+	}
+	return audit.OutcomeError
+}
