@@ -63,6 +63,12 @@ type recorder struct {
 	module, version            string
 	decisionID, policyRevision string
 	denied                     bool
+	// Publish API (published.go): what was attempted and with which bytes, for
+	// audit. uploadBytes counts the request body read; zipHash is the h1: hash of
+	// the zip once validated (or of the deleted version); outcome is "created",
+	// "identical" or "deleted" on success; reason is a delete's reason.
+	action, outcome, zipHash, reason string
+	uploadBytes                      int64
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -191,6 +197,18 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 	}
 	if rec.decisionID != "" {
 		attrs = append(attrs, slog.String("decision_id", rec.decisionID), slog.String("policy_revision", rec.policyRevision))
+	}
+	if rec.action != "" {
+		attrs = append(attrs, slog.String("action", rec.action), slog.Int64("upload_bytes", rec.uploadBytes))
+		if rec.zipHash != "" {
+			attrs = append(attrs, slog.String("zip_hash", rec.zipHash))
+		}
+		if rec.outcome != "" {
+			attrs = append(attrs, slog.String("outcome", rec.outcome))
+		}
+		if rec.reason != "" {
+			attrs = append(attrs, slog.String("reason", rec.reason))
+		}
 	}
 	if rec.cache != "" {
 		attrs = append(attrs, slog.String("cache", rec.cache), slog.String("source", rec.source))

@@ -19,6 +19,7 @@ import (
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/login"
 	"github.com/modgate/modgate/internal/metrics"
+	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/upstream"
 	"github.com/modgate/modgate/internal/version"
@@ -39,6 +40,9 @@ type Options struct {
 	Authenticator Authenticator
 	// Policy decides requests; nil lets every authenticated caller pull anything.
 	Policy Policy
+	// Published is the registry of versions published into modgate; nil disables
+	// the publish API (503) and serves no published versions.
+	Published Published
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -53,8 +57,10 @@ type Server struct {
 	tls    *auth.ServerTLS // nil when serving plain HTTP
 	authn  Authenticator
 	policy Policy
-	ready  []readyCheck
-	router *mux.Router
+	// published serves and records versions published into modgate (published.go).
+	published Published
+	ready     []readyCheck
+	router    *mux.Router
 }
 
 type readyCheck struct {
@@ -97,15 +103,16 @@ func New(opts Options) (*Server, error) {
 	}, opts.UpstreamTransport, log, m)
 
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		reg:    reg,
-		m:      m,
-		cache:  cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
-		chain:  chain,
-		sumdbs: make(map[string]bool),
-		authn:  opts.Authenticator,
-		policy: opts.Policy,
+		cfg:       cfg,
+		log:       log,
+		reg:       reg,
+		m:         m,
+		cache:     cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
+		chain:     chain,
+		sumdbs:    make(map[string]bool),
+		authn:     opts.Authenticator,
+		policy:    opts.Policy,
+		published: opts.Published,
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
@@ -162,6 +169,7 @@ func (s *Server) routes() *mux.Router {
 	r.Handle(login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo)))
 
 	// Everything below needs a verified identity.
+	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withIdentity(http.HandlerFunc(s.handlePublishAPI))))
 	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withIdentity(http.HandlerFunc(s.handleSumDB))))
 	r.PathPrefix("/").Handler(s.withIdentity(http.HandlerFunc(s.handleModule)))
 	return r
