@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -112,8 +114,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *reco
 	}
 	defer os.Remove(f.Name()) // fails harmlessly once the store has renamed it
 	defer f.Close()
-	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, limit))
-	rec.uploadBytes = n
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), http.MaxBytesReader(w, r.Body, limit))
+	rec.uploadBytes, rec.uploadSHA256 = n, hex.EncodeToString(h.Sum(nil))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
