@@ -111,7 +111,20 @@ func (r *Registry) Get(ctx context.Context, modulePath, version string) (_ Versi
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Version{}, derrors.New(derrors.NotFound, "%s@%s is not published in modgate", modulePath, version)
 	}
-	return v, err
+	if err != nil {
+		return Version{}, unavailable(err)
+	}
+	return v, nil
+}
+
+// unavailable marks a database or storage failure as a 503 whose public line
+// says nothing of the internals.
+func unavailable(err error) error {
+	var de *derrors.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	return derrors.WithCause(derrors.Unavailable, err, "modgate cannot reach its database or storage right now; try again")
 }
 
 // List returns every record of modulePath, deleted ones included, oldest first.
@@ -120,18 +133,21 @@ func (r *Registry) List(ctx context.Context, modulePath string) (_ []Version, er
 	rows, err := r.pool.Query(ctx,
 		`SELECT `+versionColumns+` FROM published_versions WHERE module = $1 ORDER BY published_at, version`, modulePath)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
 	defer rows.Close()
 	var out []Version
 	for rows.Next() {
 		v, err := scanVersion(rows)
 		if err != nil {
-			return nil, err
+			return nil, unavailable(err)
 		}
 		out = append(out, v)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	return out, nil
 }
 
 // Publish records c, whose zip is the local file zipFile, as published by
@@ -162,10 +178,10 @@ func (r *Registry) Publish(ctx context.Context, c Checked, zipFile *os.File, pub
 		return Version{}, 0, err
 	}
 	if err := r.putBytes(ctx, modKey, c.GoMod); err != nil {
-		return Version{}, 0, err
+		return Version{}, 0, unavailable(err)
 	}
 	if err := r.store.Put(ctx, zipKey, zipFile); err != nil {
-		return Version{}, 0, err
+		return Version{}, 0, unavailable(err)
 	}
 	v, err := scanVersion(r.pool.QueryRow(ctx, `
 		INSERT INTO published_versions (module, version, zip_hash, mod_hash, zip_size, zip_key, mod_key, publisher)
@@ -179,7 +195,7 @@ func (r *Registry) Publish(ctx context.Context, c Checked, zipFile *os.File, pub
 	if !errors.Is(err, pgx.ErrNoRows) {
 		// The row may or may not have committed: leave the objects, which are
 		// harmless if unreferenced, rather than risk deleting a live version's.
-		return Version{}, 0, err
+		return Version{}, 0, unavailable(err)
 	}
 	// Lost the race: someone else's row stands.
 	v, err = r.Get(ctx, c.Module, c.Version)
@@ -228,7 +244,7 @@ func (r *Registry) Delete(ctx context.Context, modulePath, version, by, reason s
 		return old, old.GoneError()
 	}
 	if err != nil {
-		return Version{}, err
+		return Version{}, unavailable(err)
 	}
 	r.removeObjects(ctx, v.ZipKey, v.ModKey)
 	return v, nil
