@@ -22,7 +22,9 @@ import (
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/policy"
+	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/server"
+	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/tokens"
 )
 
@@ -90,6 +92,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		go func() { engine.Watch(wctx, cfg.Policy.WatchInterval.D()); close(done) }()
 		a.closers = append(a.closers, func() { stop(); <-done })
 	}
+	// One store for the cache and published versions: a disk store's Put is a
+	// rename from its scratch directory, where uploads are received.
+	store, err := storage.NewDisk(cfg.Cache.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var published server.Published
+	if a.pool != nil {
+		published = publish.NewRegistry(a.pool, store, log)
+	}
 	var auditor server.Auditor
 	if a.pool != nil {
 		writerID := cfg.Audit.WriterID
@@ -123,10 +135,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Config:        cfg,
 		Logger:        log,
 		Registry:      reg,
+		Store:         store,
 		Authenticator: authn,
 		Policy:        pol,
 		Audit:         auditor,
 		AuditQuery:    a.auditQuery(),
+		Published:     published,
 	})
 	if err != nil {
 		return nil, err

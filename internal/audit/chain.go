@@ -51,6 +51,7 @@ func rowHash(r *Row) []byte {
 	b = appendInt(b, int64(math.Float64bits(r.DurationMS)))
 	b = appendString(b, r.UserAgent)
 	b = appendString(b, r.Replica)
+	b = appendString(b, r.ContentHash)
 	sum := sha256.Sum256(b)
 	return sum[:]
 }

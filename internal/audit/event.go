@@ -79,6 +79,8 @@ type Event struct {
 	Bytes      int64   `json:"bytes,omitempty"`
 	DurationMS float64 `json:"duration_ms,omitempty"`
 	UserAgent  string  `json:"user_agent,omitempty"`
+	// ContentHash is the h1: hash of the module zip a publish or delete concerned.
+	ContentHash string `json:"content_hash,omitempty"`
 
 	// Replica names the server that handled the request; the writer sets it.
 	Replica string `json:"replica,omitempty"`
@@ -134,7 +136,7 @@ func normalize(ev Event, replica string, now time.Time) (Event, error) {
 		ev.Replica = replica
 	}
 	for _, p := range []*string{&ev.RequestID, &ev.DecisionID, &ev.Subject, &ev.AuthMethod, &ev.ClientAddr,
-		&ev.CertFingerprint, &ev.Module, &ev.Version, &ev.Reason, &ev.Source, &ev.UserAgent, &ev.Replica} {
+		&ev.CertFingerprint, &ev.Module, &ev.Version, &ev.Reason, &ev.Source, &ev.UserAgent, &ev.Replica, &ev.ContentHash} {
 		*p = cleanText(*p)
 	}
 	ev.Action = Action(cleanText(string(ev.Action)))

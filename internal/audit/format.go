@@ -71,7 +71,7 @@ func WriteJSON(w io.Writer, rows []Row) error {
 var csvHeader = []string{
 	"id", "event_id", "time", "request_id", "decision_id", "subject", "teams", "auth_method",
 	"client_addr", "cert_fingerprint", "action", "module", "version", "outcome", "status",
-	"reason", "source", "bytes", "duration_ms", "user_agent", "replica",
+	"reason", "source", "bytes", "duration_ms", "user_agent", "replica", "content_hash",
 	"chain_id", "seq", "prev_hash", "hash",
 }
 
@@ -89,7 +89,7 @@ func WriteCSV(w io.Writer, rows []Row, header bool) error {
 			r.Subject, strings.Join(r.Teams, ";"), r.AuthMethod, r.ClientAddr, r.CertFingerprint,
 			string(r.Action), r.Module, r.Version, string(r.Outcome), strconv.Itoa(r.Status),
 			r.Reason, r.Source, strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.DurationMS, 'f', -1, 64),
-			r.UserAgent, r.Replica, r.ChainID, strconv.FormatInt(r.Seq, 10),
+			r.UserAgent, r.Replica, r.ContentHash, r.ChainID, strconv.FormatInt(r.Seq, 10),
 			hex.EncodeToString(r.PrevHash), hex.EncodeToString(r.Hash),
 		}
 		if err := cw.Write(rec); err != nil {

@@ -54,7 +54,7 @@ func scanRow(rows pgx.Rows) (Row, error) {
 	var status int32
 	err := rows.Scan(&r.ID, &r.EventID, &r.Time, &r.RequestID, &r.DecisionID, &r.Subject, &r.Teams, &r.AuthMethod,
 		&r.ClientAddr, &r.CertFingerprint, &action, &r.Module, &r.Version, &outcome, &status,
-		&r.Reason, &r.Source, &r.Bytes, &r.DurationMS, &r.UserAgent, &r.Replica,
+		&r.Reason, &r.Source, &r.Bytes, &r.DurationMS, &r.UserAgent, &r.Replica, &r.ContentHash,
 		&r.ChainID, &r.Seq, &r.PrevHash, &r.Hash)
 	r.Action, r.Outcome, r.Status = Action(action), Outcome(outcome), int(status)
 	r.Time = r.Time.UTC()

@@ -308,7 +308,7 @@ func appendRejected(dir string, r *Row) error {
 var columns = []string{
 	"event_id", "time", "request_id", "decision_id", "subject", "teams", "auth_method",
 	"client_addr", "cert_fingerprint", "action", "module", "version", "outcome", "status",
-	"reason", "source", "bytes", "duration_ms", "user_agent", "replica",
+	"reason", "source", "bytes", "duration_ms", "user_agent", "replica", "content_hash",
 	"chain_id", "seq", "prev_hash", "hash",
 }
 
@@ -320,7 +320,7 @@ func rowValues(r *Row) []any {
 	return []any{
 		r.EventID, r.Time, r.RequestID, r.DecisionID, r.Subject, teams, r.AuthMethod,
 		r.ClientAddr, r.CertFingerprint, string(r.Action), r.Module, r.Version, string(r.Outcome), int32(r.Status),
-		r.Reason, r.Source, r.Bytes, r.DurationMS, r.UserAgent, r.Replica,
+		r.Reason, r.Source, r.Bytes, r.DurationMS, r.UserAgent, r.Replica, r.ContentHash,
 		r.ChainID, r.Seq, r.PrevHash, r.Hash,
 	}
 }

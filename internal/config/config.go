@@ -38,7 +38,21 @@ type Config struct {
 	TLS      auth.TLSConfig `yaml:"tls"`
 	Auth     Auth           `yaml:"auth"`
 	Database Database       `yaml:"database"`
+	Publish  Publish        `yaml:"publish"`
 }
+
+// Publish configures publishing private module versions into modgate
+// (docs/api.md). Publishing needs the database.
+type Publish struct {
+	// MaxZipSize bounds an uploaded module zip in bytes; 0 means the go command's
+	// own limit (golang.org/x/mod/zip.MaxZipFile, 500 MiB), which is also the
+	// largest value allowed: a bigger zip could never be downloaded.
+	MaxZipSize int64 `yaml:"max_zip_size"`
+}
+
+// maxZipFile is golang.org/x/mod/zip.MaxZipFile, kept here so config does not
+// import the module zip code.
+const maxZipFile = 500 << 20
 
 // Private names the company's private module paths. They are never sent to an
 // upstream mirror or looked up in the checksum database, under any error.
@@ -240,6 +254,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.Dir == "" {
 		errs = append(errs, "cache.dir must be set")
+	}
+	if c.Publish.MaxZipSize < 0 || c.Publish.MaxZipSize > maxZipFile {
+		errs = append(errs, fmt.Sprintf("publish.max_zip_size must be between 0 (the default, %d) and %d bytes", maxZipFile, maxZipFile))
 	}
 	if c.Cache.ListTTL < 0 || c.Cache.NegativeTTL < 0 || c.SumDB.LatestTTL < 0 {
 		errs = append(errs, "TTLs must not be negative")

@@ -70,10 +70,18 @@ func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, ab
 		UserAgent:  r.UserAgent(),
 		Replica:    s.cfg.Replica,
 	}
+	if rec.action != "" { // publish and delete
+		ev.Action = audit.Action(rec.action)
+		ev.Bytes = rec.uploadBytes
+		ev.ContentHash = rec.zipHash
+		ev.Source = "published"
+	}
 	ev.SetIdentity(rec.identity)
 	ev.SetDuration(d)
 	if rec.err != nil {
 		ev.Reason = derrors.PublicMessage(rec.err)
+	} else if rec.reason != "" {
+		ev.Reason = rec.reason // a delete's stated reason
 	}
 	if aborted && ev.Reason == "" {
 		ev.Reason = "transfer aborted"

@@ -63,6 +63,14 @@ type recorder struct {
 	module, version            string
 	decisionID, policyRevision string
 	denied                     bool
+	// Publish API (published.go): what was attempted and with which bytes, for
+	// audit. uploadBytes counts the request body read and uploadSHA256 is its
+	// SHA-256 (hex), set for every upload however invalid; zipHash is the h1:
+	// hash of the zip once validated (or of the deleted version); outcome is
+	// "created", "identical" or "deleted" on success; reason is a delete's reason.
+	action, outcome, zipHash, reason string
+	uploadBytes                      int64
+	uploadSHA256                     string
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -193,6 +201,21 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 	}
 	if rec.decisionID != "" {
 		attrs = append(attrs, slog.String("decision_id", rec.decisionID), slog.String("policy_revision", rec.policyRevision))
+	}
+	if rec.action != "" {
+		attrs = append(attrs, slog.String("action", rec.action), slog.Int64("upload_bytes", rec.uploadBytes))
+		if rec.uploadSHA256 != "" {
+			attrs = append(attrs, slog.String("upload_sha256", rec.uploadSHA256))
+		}
+		if rec.zipHash != "" {
+			attrs = append(attrs, slog.String("zip_hash", rec.zipHash))
+		}
+		if rec.outcome != "" {
+			attrs = append(attrs, slog.String("outcome", rec.outcome))
+		}
+		if rec.reason != "" {
+			attrs = append(attrs, slog.String("reason", rec.reason))
+		}
 	}
 	if rec.cache != "" {
 		attrs = append(attrs, slog.String("cache", rec.cache), slog.String("source", rec.source))

@@ -44,6 +44,9 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 		rec.endpoint = req.Kind.String()
 	}
 	if s.isPrivate(req.Module) {
+		if s.servePublished(w, r, req) {
+			return
+		}
 		// Never ask a public mirror about a private path: the request itself would
 		// leak the company's module names. Private sources come from config.
 		s.writeError(w, r, derrors.New(derrors.NotFound, "not found: %s is a private module path and no private source serves it", req.Module))

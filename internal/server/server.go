@@ -19,6 +19,7 @@ import (
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/login"
 	"github.com/modgate/modgate/internal/metrics"
+	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/upstream"
 	"github.com/modgate/modgate/internal/version"
@@ -44,6 +45,9 @@ type Options struct {
 	Audit Auditor
 	// AuditQuery answers /api/v1/audit queries; nil disables the API.
 	AuditQuery AuditQuerier
+	// Published is the registry of versions published into modgate; nil disables
+	// the publish API (503) and serves no published versions.
+	Published Published
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -60,8 +64,10 @@ type Server struct {
 	policy     Policy
 	audit      Auditor
 	auditQuery AuditQuerier
-	ready      []readyCheck
-	router     *mux.Router
+	// published serves and records versions published into modgate (published.go).
+	published Published
+	ready     []readyCheck
+	router    *mux.Router
 }
 
 type readyCheck struct {
@@ -115,6 +121,7 @@ func New(opts Options) (*Server, error) {
 		policy:     opts.Policy,
 		audit:      opts.Audit,
 		auditQuery: opts.AuditQuery,
+		published:  opts.Published,
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
@@ -172,8 +179,12 @@ func (s *Server) routes() *mux.Router {
 
 	// Everything below needs a verified identity.
 	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditEvents))))
+	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handlePublishAPI)))))
 	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB)))))
 	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
+	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withIdentity(http.HandlerFunc(s.handlePublishAPI))))
+	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withIdentity(http.HandlerFunc(s.handleSumDB))))
+	r.PathPrefix("/").Handler(s.withIdentity(http.HandlerFunc(s.handleModule)))
 	return r
 }
 
