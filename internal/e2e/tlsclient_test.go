@@ -40,3 +40,17 @@ func getWithToken(t *testing.T, caFile, url, token string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// clientWithCert returns an HTTP client presenting a client certificate.
+func clientWithCert(t *testing.T, caFile, certFile, keyFile string) *http.Client {
+	t.Helper()
+	c := clientTrusting(t, caFile)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := c.Transport.(*http.Transport)
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+	tr.MaxIdleConnsPerHost = 32
+	return c
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/goproxy"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/login"
 )
@@ -49,6 +50,7 @@ func (s *Server) withIdentity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := s.identify(r)
 		if err != nil {
+			s.describeRefused(w, r)
 			if errors.Is(err, derrors.Unauthenticated) {
 				// RFC 9110 §11.6.1: a 401 carries the schemes the server accepts.
 				w.Header().Add("WWW-Authenticate", `Bearer realm="modgate"`)
@@ -78,4 +80,21 @@ func (s *Server) handleLoginInfo(w http.ResponseWriter, r *http.Request) {
 		ClientID: s.cfg.Auth.LoginClientID,
 		Scopes:   s.cfg.Auth.LoginScopes,
 	})
+}
+
+// describeRefused fills in what a request refused before its handler ran was about,
+// so the audit trail's unauthenticated rows name the module and version.
+func (s *Server) describeRefused(w http.ResponseWriter, r *http.Request) {
+	rec := recorderOf(w)
+	if rec == nil || rec.endpoint != "other" {
+		return
+	}
+	if req, err := goproxy.ParseRequest(r.URL.EscapedPath()); err == nil {
+		rec.endpoint, rec.module = req.Kind.String(), req.Module
+		if req.Kind == goproxy.KindInfo || req.Kind == goproxy.KindMod || req.Kind == goproxy.KindZip {
+			rec.version = req.Version
+		}
+	} else {
+		rec.endpoint = "module"
+	}
 }
