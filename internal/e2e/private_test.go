@@ -259,6 +259,7 @@ func TestPrivateModulesMatchDirect(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("through modgate:\n%s\nstraight from git:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	t.Logf("downloaded:\n%s", strings.Join(want, "\n"))
 	if len(want) < 15 {
 		t.Errorf("only %d distinct module versions downloaded; the shapes did not all resolve:\n%s", len(want), strings.Join(want, "\n"))
 	}
@@ -427,11 +428,12 @@ func TestPrivateModuleCosts(t *testing.T) {
 	}
 
 	// A second modgate, cold, for the zip alone.
-	mg2 := startPrivateProxy(t, "off", srv.URL, gittest.Password)
-	zipURL := mg2.URL + "/corp.example/big.git/@v/v1.0.0.zip"
-	get := func() (time.Duration, int) {
+	mirrors := t.TempDir()
+	shareMirrors := func(c *config.Config) { c.Private.MirrorDir = mirrors }
+	mg2 := startPrivateProxy(t, "off", srv.URL, gittest.Password, shareMirrors)
+	get := func(base string) (time.Duration, int) {
 		start := time.Now()
-		resp, err := http.Get(zipURL)
+		resp, err := http.Get(base + "/corp.example/big.git/@v/v1.0.0.zip")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -442,9 +444,21 @@ func TestPrivateModuleCosts(t *testing.T) {
 		}
 		return time.Since(start), int(n)
 	}
-	cold, size := get()
-	warm, _ := get()
-	t.Logf("%.1f MB private zip: cold %v (git fetch + archive + zip), warm %v", float64(size)/(1<<20), cold.Round(time.Millisecond), warm.Round(time.Millisecond))
+	cold, size := get(mg2.URL)
+	warm, _ := get(mg2.URL)
+	// A replica with an empty object cache but the mirror on disk: an
+	// incremental fetch that brings nothing, then archive and zip.
+	mg3 := startPrivateProxy(t, "off", srv.URL, gittest.Password, shareMirrors)
+	coldCacheWarmMirror, _ := get(mg3.URL)
+	// For reference: the go command fetching the same module straight from git.
+	direct := directGo(t, srv)
+	start := time.Now()
+	if _, stderr, err := direct.Run("", "mod", "download", "corp.example/big.git@v1.0.0"); err != nil {
+		t.Fatalf("direct go mod download: %v\n%s", err, stderr)
+	}
+	t.Logf("direct (GOPROXY=direct) cold go mod download of the same module: %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("%.1f MB private zip: cold %v (clone + archive + zip), cold cache with the mirror on disk %v, warm %v",
+		float64(size)/(1<<20), cold.Round(time.Millisecond), coldCacheWarmMirror.Round(time.Millisecond), warm.Round(time.Millisecond))
 	if size < 10<<20 {
 		t.Errorf("zip is %d bytes, want over 10 MB", size)
 	}
