@@ -301,6 +301,21 @@ func TestPrivateModulesMatchDirect(t *testing.T) {
 		}
 	})
 
+	// A developer who forgot GONOSUMDB: their go command asks modgate's checksum
+	// database proxy, which refuses locally.
+	forgetful := gotest.New(t, "GOPROXY="+mg.URL, "GOSUMDB="+db.Key())
+	if _, stderr, err := forgetful.Run("", "mod", "download", "corp.example/root.git@v1.0.0"); err == nil {
+		t.Errorf("download without GONOSUMDB verified a private module against the public checksum database:\n%s", stderr)
+	}
+	resp, err := http.Get(mg.URL + "/sumdb/" + testSumDB + "/lookup/corp.example/root.git@v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("checksum database lookup of a routed private path: %d, want 404", resp.StatusCode)
+	}
+
 	for _, p := range upstream.Paths() {
 		if strings.Contains(p, privatePrefix) {
 			t.Errorf("the public mirror was asked for private path %s", p)
