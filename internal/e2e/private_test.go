@@ -467,11 +467,13 @@ func TestPrivateModuleCosts(t *testing.T) {
 	coldCacheWarmMirror, _ := get(mg3.URL)
 	// For reference: the go command fetching the same module straight from git.
 	direct := directGo(t, srv)
+	srv.ResetRequests()
 	start := time.Now()
 	if _, stderr, err := direct.Run("", "mod", "download", "corp.example/big.git@v1.0.0"); err != nil {
 		t.Fatalf("direct go mod download: %v\n%s", err, stderr)
 	}
-	t.Logf("direct (GOPROXY=direct) cold go mod download of the same module: %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("direct (GOPROXY=direct) cold go mod download of the same module: %v, %d HTTP requests to the git server",
+		time.Since(start).Round(time.Millisecond), len(srv.Requests()))
 	t.Logf("%.1f MB private zip: cold %v (clone + archive + zip), cold cache with the mirror on disk %v, warm %v",
 		float64(size)/(1<<20), cold.Round(time.Millisecond), coldCacheWarmMirror.Round(time.Millisecond), warm.Round(time.Millisecond))
 	if size < 10<<20 {

@@ -270,3 +270,18 @@ func TestClassify(t *testing.T) {
 		})
 	}
 }
+
+// A remote whose HEAD names a missing branch still serves its tags.
+func TestDanglingRemoteHEAD(t *testing.T) {
+	t.Parallel()
+	srv := gittest.NewServer(t)
+	repo := srv.NewRepo(t, "app.git")
+	repo.Commit("v1", map[string]string{"go.mod": "module corp.example/app.git\n"})
+	repo.Tag("v1.0.0")
+	repo.Git("symbolic-ref", "HEAD", "refs/heads/renamed-away")
+	s := newSource(t, srv, time.Hour, gittest.Password)
+	info, err := mustModule(t, s, "corp.example/app.git").Latest(context.Background())
+	if err != nil || info.Version != "v1.0.0" {
+		t.Fatalf("Latest = %+v, %v", info, err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,9 +113,18 @@ func (m *mirror) doFetch(ctx context.Context) error {
 	start := time.Now()
 	// HEAD is fetched into a ref of its own: it names the default branch, whose
 	// head is what the go command calls "latest" for a repository without tags.
-	_, err := m.git(ctx, true, "-c", "protocol.version=2", "fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head",
-		"--end-of-options", m.url,
-		"+HEAD:refs/modgate/HEAD", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+	refspecs := []string{"+HEAD:refs/modgate/HEAD", "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}
+	args := []string{"-c", "protocol.version=2", "fetch", "--quiet", "--prune", "--no-tags", "--no-write-fetch-head", "--end-of-options", m.url}
+	_, err := m.git(ctx, true, append(args, refspecs...)...)
+	var ge *gitError
+	if errors.As(err, &ge) && strings.Contains(ge.stderr, "couldn't find remote ref HEAD") {
+		// A remote whose HEAD names a branch that does not exist (only tags were
+		// pushed, or the default branch was renamed): its tags still serve.
+		m.log.Debug("gitsource: remote HEAD is dangling; fetching branches and tags only", "repo", m.url)
+		if _, err = m.git(ctx, true, append(args, refspecs[1:]...)...); err == nil {
+			_, err = m.git(ctx, false, "update-ref", "-d", "refs/modgate/HEAD")
+		}
+	}
 	if err != nil {
 		return classify(err)
 	}
@@ -293,7 +303,7 @@ func tagsWithPrefix(refs map[string]string, prefix string) []string {
 			tags = append(tags, tag)
 		}
 	}
-	sortStrings(tags)
+	slices.Sort(tags)
 	return tags
 }
 
@@ -359,7 +369,7 @@ func (m *mirror) statLocal(ctx context.Context, rev string, refs map[string]stri
 			info.Tags = append(info.Tags, tag)
 		}
 	}
-	sortStrings(info.Tags)
+	slices.Sort(info.Tags)
 	return info, nil
 }
 

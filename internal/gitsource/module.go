@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -364,7 +365,7 @@ func (r *Module) convert(ctx context.Context, info *revInfo, statVers string) (*
 	}
 
 	// The tag the caller asked by, if the commit carries it.
-	if v, tagIsCanonical := tagToVersion(r.revToRev(statVers)); tagIsCanonical && statVers != "" && slicesContains(info.Tags, r.revToRev(statVers)) {
+	if v, tagIsCanonical := tagToVersion(r.revToRev(statVers)); tagIsCanonical && statVers != "" && slices.Contains(info.Tags, r.revToRev(statVers)) {
 		if out, err := checkCanonical(v); err == nil {
 			return out, nil
 		}
@@ -409,15 +410,6 @@ func (r *Module) convert(ctx context.Context, info *revInfo, statVers string) (*
 		}
 	}
 	return checkCanonical(module.PseudoVersion(r.pseudoMajor, pseudoBase, info.Time, info.Short))
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // validatePseudoVersion checks that a pseudo-version asked for is the one the

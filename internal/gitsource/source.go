@@ -12,7 +12,6 @@
 package gitsource
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -20,7 +19,6 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,12 +231,8 @@ func authEnv(repoURL string, a Auth) []string {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-func sortStrings(s []string) { slices.Sort(s) }
-
 // Info is what .info and @latest report.
 type Info struct {
 	Version string
 	Time    time.Time
 }
-
-var _ = context.Background
