@@ -299,6 +299,12 @@ func TestPrivateModulesMatchDirect(t *testing.T) {
 		if out, stderr, err := g.Run(dir, "run", "."); err != nil || !strings.Contains(out+stderr, "hello, v1.1") {
 			t.Fatalf("go run: %v\n%s%s", err, out, stderr)
 		}
+		// A package path: the go command probes corp.example/root.git/util as a
+		// module first, which must answer "no such module", not fail the get.
+		if _, stderr, err := g.Run(dir, "get", "corp.example/root.git/util@latest"); err != nil {
+			t.Fatalf("go get of a package in a private module: %v\n%s", err, stderr)
+		}
+		assertRequires(t, dir, "corp.example/root.git v1.1.0")
 	})
 
 	// A developer who forgot GONOSUMDB: their go command asks modgate's checksum
