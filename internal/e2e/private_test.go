@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,6 +38,7 @@ type privateModgate struct {
 	URL      string
 	Server   *server.Server
 	CacheDir string
+	Logs     *safeBuffer // modgate's JSON log
 }
 
 func startPrivateProxy(t *testing.T, upstreamURL, gitURL, password string, mutate ...func(*config.Config)) *privateModgate {
@@ -59,13 +61,14 @@ func startPrivateProxy(t *testing.T, upstreamURL, gitURL, password string, mutat
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	s, err := server.New(server.Options{Config: cfg})
+	logs := &safeBuffer{}
+	s, err := server.New(server.Options{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
-	return &privateModgate{URL: ts.URL, Server: s, CacheDir: cfg.Cache.Dir}
+	return &privateModgate{URL: ts.URL, Server: s, CacheDir: cfg.Cache.Dir, Logs: logs}
 }
 
 // directGo is the go command fetching straight from the git server, as a
@@ -354,11 +357,12 @@ func TestPrivateSourceErrors(t *testing.T) {
 		path       string
 		wantStatus int
 		wantBody   string
+		wantLog    string // the cause, logged for the operator
 	}{
 		{name: "fail/credentials-rejected", gitURL: srv.URL, password: "wrong", path: "/corp.example/app.git/@v/v1.0.0.info",
-			wantStatus: 502, wantBody: "private git source rejected modgate's credentials"},
+			wantStatus: 502, wantBody: "private git source rejected modgate's credentials", wantLog: "could not read Username for '" + srv.URL},
 		{name: "fail/unreachable", gitURL: closedURL, password: gittest.Password, path: "/corp.example/app.git/@v/list",
-			wantStatus: 502, wantBody: "private git source unreachable"},
+			wantStatus: 502, wantBody: "private git source unreachable", wantLog: "Failed to connect"},
 		{name: "fail/repository-missing", gitURL: srv.URL, password: gittest.Password, path: "/corp.example/nope.git/@v/list",
 			wantStatus: 404, wantBody: "repository not found"},
 		{name: "fail/unknown-revision", gitURL: srv.URL, password: gittest.Password, path: "/corp.example/app.git/@v/v1.9.9.info",
@@ -384,6 +388,13 @@ func TestPrivateSourceErrors(t *testing.T) {
 				if strings.Contains(string(body), secret) {
 					t.Errorf("error body %q reveals %q", body, secret)
 				}
+			}
+			logs := mg.Logs.String()
+			if !strings.Contains(logs, tt.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tt.wantLog, logs)
+			}
+			if strings.Contains(logs, tt.password) {
+				t.Errorf("log contains the git password:\n%s", logs)
 			}
 			if tt.wantStatus != 200 {
 				if objs := storedObjects(t, mg.CacheDir); len(objs) != 0 {

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -93,6 +94,12 @@ func New(opts Options) (*Source, error) {
 	for i, r := range opts.Routes {
 		if err := r.validate(); err != nil {
 			return nil, fmt.Errorf("gitsource: route %d: %w", i+1, err)
+		}
+	}
+	if len(opts.Routes) > 0 {
+		// Fail at start-up, not at the first private request.
+		if _, err := exec.LookPath("git"); err != nil {
+			return nil, fmt.Errorf("gitsource: private.routes need the git command: %w", err)
 		}
 	}
 	return &Source{opts: opts, log: opts.Logger, mirrors: make(map[string]*mirror)}, nil

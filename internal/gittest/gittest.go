@@ -7,6 +7,7 @@ package gittest
 import (
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -52,6 +53,9 @@ func NewServer(t testing.TB) *Server {
 			"GIT_CONFIG_NOSYSTEM=1",
 			"HOME=" + s.Root,
 		},
+		// http-backend complains on stderr about every missing repository, which
+		// tests ask for on purpose.
+		Stderr: io.Discard,
 	}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: 200}
