@@ -17,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/gittest"
 	"github.com/modgate/modgate/internal/gotest"
+	"github.com/modgate/modgate/internal/oidctest"
 	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/sumdbtest"
@@ -495,5 +497,70 @@ func TestPrivateModuleCosts(t *testing.T) {
 		float64(size)/(1<<20), cold.Round(time.Millisecond), coldCacheWarmMirror.Round(time.Millisecond), warm.Round(time.Millisecond))
 	if size < 10<<20 {
 		t.Errorf("zip is %d bytes, want over 10 MB", size)
+	}
+}
+
+// Private modules from git follow the policy like any other: the owning team
+// pulls, another team is refused with the reason, an unowned private module is
+// refused, and a private path that does not exist is 404 whoever asks.
+func TestPrivateModulesFollowPolicy(t *testing.T) {
+	srv := gittest.NewServer(t)
+	for _, name := range []string{"payments/ledger.git", "secret/vault.git"} {
+		repo := srv.NewRepo(t, name)
+		repo.Commit("v1", map[string]string{"go.mod": "module corp.example/" + name + "\n", "x.go": "package x\n"})
+		repo.Tag("v1.0.0")
+	}
+	pwFile := filepath.Join(t.TempDir(), "git-token")
+	writeFile(t, pwFile, []byte(gittest.Password))
+
+	idp := oidctest.Start(t)
+	p := newPKI(t)
+	cfg := tlsConfigFor(p, "off")
+	cfg.Cache.Dir = t.TempDir()
+	cfg.Auth.OIDC = auth.OIDCConfig{
+		Issuer: idp.Issuer(), Audiences: []string{idp.ClientID()},
+		TeamPrefix: "team-", HTTPClient: idp.HTTPClient(),
+	}
+	cfg.Policy.Dir = copyPolicy(t, map[string]string{"data.yaml": `settings:
+  admin_teams: [platform-admins]
+  auditor_teams: [security-audit]
+  anonymous: deny
+owners:
+  corp.example/payments:
+    team: payments
+`})
+	cfg.Private.Routes = []config.PrivateRoute{{
+		Pattern: privatePrefix, Repo: srv.URL + "/{path}", RootDepth: 3,
+		Credentials: config.GitCredentials{Username: gittest.User, PasswordFile: pwFile},
+	}}
+	url := startApp(t, cfg)
+
+	tests := []struct {
+		name, team, module string
+		wantErr            string
+	}{
+		{name: "ok/owner-pulls", team: "payments", module: "corp.example/payments/ledger.git@v1.0.0"},
+		{name: "fail/other-team-refused", team: "risk", module: "corp.example/payments/ledger.git@v1.0.0",
+			wantErr: "403 Forbidden\n\tserver response: team risk may not pull corp.example/payments/ledger.git@v1.0.0: owned by team payments"},
+		{name: "fail/unowned-private", team: "payments", module: "corp.example/secret/vault.git@v1.0.0",
+			wantErr: "may not pull corp.example/secret/vault.git@v1.0.0: no team owns it"},
+		{name: "fail/missing-private-is-404", team: "risk", module: "corp.example/payments/nope.git@v1.0.0",
+			wantErr: "404 Not Found\n\tserver response: repository not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := gotest.New(t, "GOPROXY="+url, "GONOSUMDB="+privatePrefix, "SSL_CERT_FILE="+p.CAFile)
+			writeFile(t, filepath.Join(g.Home, ".netrc"), netrcFor(url, idp.IssueToken("dev-"+tt.team, []string{"team-" + tt.team})))
+			_, stderr, err := g.Run("", "mod", "download", tt.module)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("go mod download %s: %v\n%s", tt.module, err, stderr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(stderr, tt.wantErr) {
+				t.Fatalf("go mod download %s: err=%v; want %q in:\n%s", tt.module, err, tt.wantErr, stderr)
+			}
+		})
 	}
 }
