@@ -1,8 +1,11 @@
 package gitsource
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -283,5 +286,39 @@ func TestDanglingRemoteHEAD(t *testing.T) {
 	info, err := mustModule(t, s, "corp.example/app.git").Latest(context.Background())
 	if err != nil || info.Version != "v1.0.0" {
 		t.Fatalf("Latest = %+v, %v", info, err)
+	}
+}
+
+// Zip leaves no temporary archive behind, and a version that does not exist
+// is a 404 naming it.
+func TestZip(t *testing.T) {
+	t.Parallel()
+	srv := gittest.NewServer(t)
+	repo := srv.NewRepo(t, "app.git")
+	repo.Commit("v1", map[string]string{"go.mod": "module corp.example/app.git\n", "a.go": "package app\n"})
+	repo.Tag("v1.0.0")
+	s := newSource(t, srv, time.Hour, gittest.Password)
+	m := mustModule(t, s, "corp.example/app.git")
+	var buf bytes.Buffer
+	if err := m.Zip(context.Background(), &buf, "v1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+	}
+	if want := []string{"corp.example/app.git@v1.0.0/a.go", "corp.example/app.git@v1.0.0/go.mod"}; !slices.Equal(names, want) {
+		t.Errorf("zip files %v, want %v", names, want)
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.opts.Dir, archivePattern)); len(left) != 0 {
+		t.Errorf("temporary archives left behind: %v", left)
+	}
+	err = m.Zip(context.Background(), io.Discard, "v1.0.1")
+	if derrors.Status(err) != 404 || derrors.PublicMessage(err) != "unknown revision v1.0.1" {
+		t.Errorf("zip of a missing version: %d %q", derrors.Status(err), derrors.PublicMessage(err))
 	}
 }

@@ -421,10 +421,13 @@ func (m *mirror) descendsFrom(ctx context.Context, hash, tag string) (bool, erro
 	return false, fmt.Errorf("gitsource: %w", err)
 }
 
+// archivePattern names the temporary `git archive` outputs next to the mirrors.
+const archivePattern = "archive-*.zip"
+
 // archive writes `git archive` of subdir at hash to a temporary file, as the go
 // command does, and returns it open at offset 0. The caller removes it.
 func (m *mirror) archive(ctx context.Context, hash, subdir string) (*os.File, int64, error) {
-	f, err := os.CreateTemp(filepath.Dir(m.dir), "archive-*.zip")
+	f, err := os.CreateTemp(filepath.Dir(m.dir), archivePattern)
 	if err != nil {
 		return nil, 0, fmt.Errorf("gitsource: %w", err)
 	}

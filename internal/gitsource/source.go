@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,8 @@ type Source struct {
 	mirrors map[string]*mirror
 }
 
-// New returns a Source; it touches neither the disk nor the network until asked.
+// New returns a Source. It removes temporary archives a crash may have left in
+// Dir and touches neither the mirrors nor the network until asked.
 func New(opts Options) (*Source, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("gitsource: no mirror directory")
@@ -101,6 +103,10 @@ func New(opts Options) (*Source, error) {
 		if _, err := exec.LookPath("git"); err != nil {
 			return nil, fmt.Errorf("gitsource: private.routes need the git command: %w", err)
 		}
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(opts.Dir, archivePattern))
+	for _, f := range leftovers {
+		os.Remove(f)
 	}
 	return &Source{opts: opts, log: opts.Logger, mirrors: make(map[string]*mirror)}, nil
 }
