@@ -37,6 +37,10 @@ type mirror struct {
 	inited    bool
 	lastFetch time.Time // last successful fetch; zero before the first
 	flight    *fetchCall
+	// refsCache holds the refs as last listed; only fetches change them, and
+	// each fetch bumps generation so a listing that raced a fetch is not kept.
+	refsCache  map[string]string
+	generation int
 }
 
 type fetchCall struct {
@@ -80,6 +84,8 @@ func (m *mirror) fetch(ctx context.Context) error {
 			c.err = m.doFetch(context.WithoutCancel(ctx))
 			m.mu.Lock()
 			m.flight = nil
+			m.refsCache = nil
+			m.generation++
 			if c.err == nil {
 				m.lastFetch = time.Now()
 			}
@@ -270,8 +276,28 @@ type revInfo struct {
 }
 
 // refs returns every branch and tag ("refs/heads/x", "refs/tags/v1.0.0") and
-// "HEAD", each mapped to the commit it names (annotated tags peeled).
+// "HEAD", each mapped to the commit it names (annotated tags peeled). The map is
+// shared: callers must not modify it.
 func (m *mirror) refs(ctx context.Context) (map[string]string, error) {
+	m.mu.Lock()
+	cached, gen := m.refsCache, m.generation
+	m.mu.Unlock()
+	if cached != nil {
+		return cached, nil
+	}
+	refs, err := m.listRefs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.generation == gen && m.flight == nil {
+		m.refsCache = refs
+	}
+	m.mu.Unlock()
+	return refs, nil
+}
+
+func (m *mirror) listRefs(ctx context.Context) (map[string]string, error) {
 	out, err := m.git(ctx, false, "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)", "refs/heads/", "refs/tags/", "refs/modgate/HEAD")
 	if err != nil {
 		return nil, fmt.Errorf("gitsource: listing refs: %w", err)
