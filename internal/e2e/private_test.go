@@ -460,6 +460,15 @@ func TestPrivateModuleCosts(t *testing.T) {
 	if fetches != 1 {
 		t.Errorf("cold download cost %d git fetches, want 1", fetches)
 	}
+	resp, err := http.Get(mg.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `modgate_git_fetches_total{result="ok"} 1`) {
+		t.Errorf("metrics lack the fetch:\n%s", metrics)
+	}
 
 	// A second modgate, cold, for the zip alone.
 	mirrors := t.TempDir()

@@ -31,7 +31,8 @@ type mirror struct {
 	authEnv []string // environment carrying credentials, for fetch only
 	timeout time.Duration
 	log     *slog.Logger
-	fetches func() // counts fetches, for metrics and tests; may be nil
+	fetches func() // counts fetches, for tests; may be nil
+	onFetch func(time.Duration, error)
 
 	mu        sync.Mutex
 	inited    bool
@@ -132,7 +133,13 @@ func (m *mirror) doFetch(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return classify(err)
+		err = classify(err)
+	}
+	if m.onFetch != nil {
+		m.onFetch(time.Since(start), err)
+	}
+	if err != nil {
+		return err
 	}
 	m.log.Debug("gitsource: fetched", "repo", m.url, "elapsed", time.Since(start))
 	return nil

@@ -69,6 +69,8 @@ type Options struct {
 	Timeout time.Duration
 	Routes  []Route
 	Logger  *slog.Logger
+	// OnFetch, if set, is told about every git fetch, for metrics.
+	OnFetch func(elapsed time.Duration, err error)
 }
 
 // Source serves modules from the routed repositories. Safe for concurrent use.
@@ -208,6 +210,7 @@ func (s *Source) mirror(repoURL string, auth Auth) *mirror {
 		timeout: s.opts.Timeout,
 		log:     s.log,
 		fetches: func() { s.fetches.Add(1) },
+		onFetch: s.opts.OnFetch,
 	}
 	s.mirrors[repoURL] = m
 	return m

@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/gitsource"
 	"github.com/modgate/modgate/internal/goproxy"
 )
@@ -45,13 +49,39 @@ func newGitSource(cfg config.Config, s *Server) (*gitsource.Source, error) {
 			},
 		})
 	}
+	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modgate_git_fetches_total",
+		Help: "git fetches of private repositories, by result (ok, not_found, rejected_or_unreachable, timeout).",
+	}, []string{"result"})
+	fetchSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "modgate_git_fetch_seconds",
+		Help:    "Duration of git fetches of private repositories.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
+	})
+	s.reg.MustRegister(fetches, fetchSeconds)
 	return gitsource.New(gitsource.Options{
 		Dir:     dir,
 		Refresh: cfg.Private.Refresh.D(),
 		Timeout: cfg.Private.GitTimeout.D(),
 		Routes:  routes,
 		Logger:  s.log,
+		OnFetch: func(elapsed time.Duration, err error) {
+			fetchSeconds.Observe(elapsed.Seconds())
+			fetches.WithLabelValues(fetchResult(err)).Inc()
+		},
 	})
+}
+
+func fetchResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, derrors.NotFound):
+		return "not_found"
+	case errors.Is(err, derrors.UpstreamTimeout):
+		return "timeout"
+	}
+	return "rejected_or_unreachable"
 }
 
 // GitSource returns the private git source, nil when no route is configured.
