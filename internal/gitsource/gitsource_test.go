@@ -322,3 +322,51 @@ func TestZip(t *testing.T) {
 		t.Errorf("zip of a missing version: %d %q", derrors.Status(err), derrors.PublicMessage(err))
 	}
 }
+
+// ssh:// routes authenticate with the configured key and check the host key
+// against the configured known_hosts.
+func TestSSH(t *testing.T) {
+	t.Parallel()
+	srv := gittest.NewServer(t)
+	repo := srv.NewRepo(t, "app.git")
+	repo.Commit("v1", map[string]string{"go.mod": "module corp.example/app.git\n"})
+	repo.Tag("v1.0.0")
+	sshd := srv.StartSSH(t)
+	wrongHosts := filepath.Join(t.TempDir(), "known_hosts")
+	other := srv.StartSSH(t) // another host key, same address format
+	data, _ := os.ReadFile(other.KnownHostsFile)
+	os.WriteFile(wrongHosts, []byte(strings.Replace(string(data), other.Addr[strings.LastIndex(other.Addr, ":")+1:], sshd.Addr[strings.LastIndex(sshd.Addr, ":")+1:], 1)), 0o644)
+
+	tests := []struct {
+		name            string
+		key, knownHosts string
+		wantVersions    []string
+		wantStatus      int
+		wantMsg         string
+	}{
+		{name: "ok/key-and-known-host", key: sshd.KeyFile, knownHosts: sshd.KnownHostsFile, wantVersions: []string{"v1.0.0"}},
+		{name: "fail/key-not-accepted", key: sshd.OtherKeyFile, knownHosts: sshd.KnownHostsFile, wantStatus: 502, wantMsg: "private git source rejected modgate's credentials"},
+		{name: "fail/host-key-mismatch", key: sshd.KeyFile, knownHosts: wrongHosts, wantStatus: 502, wantMsg: "private git source's SSH host key is not the one in known_hosts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(Options{Dir: t.TempDir(), Timeout: time.Minute, Routes: []Route{{
+				Pattern: "corp.example", Repo: "ssh://git@" + sshd.Addr + "/{path}", RootDepth: 2,
+				Auth: Auth{SSHKeyFile: tt.key, KnownHostsFile: tt.knownHosts},
+			}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs, err := mustModule(t, s, "corp.example/app.git").Versions(context.Background())
+			if tt.wantStatus == 0 {
+				if err != nil || !slices.Equal(vs, tt.wantVersions) {
+					t.Fatalf("Versions = %v, %v", vs, err)
+				}
+				return
+			}
+			if derrors.Status(err) != tt.wantStatus || derrors.PublicMessage(err) != tt.wantMsg {
+				t.Errorf("err %d %q (%v), want %d %q", derrors.Status(err), derrors.PublicMessage(err), err, tt.wantStatus, tt.wantMsg)
+			}
+		})
+	}
+}
