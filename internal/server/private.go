@@ -107,6 +107,9 @@ func (s *Server) privateSpec(req goproxy.Request, spec cache.Spec) cache.Spec {
 		spec.TTL = s.cfg.Private.Refresh.D()
 	}
 	spec.Fetch = func(ctx context.Context) (*cache.Fetched, error) {
+		if !s.servesPrivate(req.Module) {
+			return nil, derrors.New(derrors.NotFound, "not found: %s is a private module path and no private source serves it", req.Module)
+		}
 		mod, err := s.git.Module(req.Module)
 		if err != nil {
 			return nil, err
