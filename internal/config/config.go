@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"strings"
@@ -55,11 +56,129 @@ type Publish struct {
 const maxZipFile = 500 << 20
 
 // Private names the company's private module paths. They are never sent to an
-// upstream mirror or looked up in the checksum database, under any error.
+// upstream mirror or looked up in the checksum database, under any error. Paths
+// matched by a route are served from the company's git servers
+// (docs/private-modules.md); other private paths answer 404.
 type Private struct {
 	// Patterns is a GOPRIVATE-style comma-separated list of glob path prefixes,
-	// e.g. "corp.example/*,git.corp.example".
+	// e.g. "corp.example/*,git.corp.example". The routes' patterns are private too.
 	Patterns string `yaml:"patterns"`
+	// Routes map private module paths to git repositories; the first match wins.
+	Routes []PrivateRoute `yaml:"routes"`
+	// MirrorDir holds modgate's bare mirror of each repository; empty means
+	// <cache.dir>/.git-mirrors.
+	MirrorDir string `yaml:"mirror_dir"`
+	// Refresh is how old a mirror may be when a list, @latest or a branch or
+	// commit query is answered; new tags show up within it.
+	Refresh Duration `yaml:"refresh"`
+	// GitTimeout bounds each git command.
+	GitTimeout Duration `yaml:"git_timeout"`
+}
+
+// PrivateRoute maps module paths matching Pattern to repositories.
+type PrivateRoute struct {
+	// Pattern is a GOPRIVATE-style glob list, e.g. "corp.example/*".
+	Pattern string `yaml:"pattern"`
+	// Repo is the repository URL template (https, http or ssh): {root} is the
+	// repository's root module path, {path} the same without the host element,
+	// {host} the host element. E.g. "https://git.corp.example/{path}.git".
+	Repo string `yaml:"repo"`
+	// RootDepth is how many module path elements name the repository
+	// (corp.example/team/app: 3, corp.example/group/sub/app: 4); 0 means 3.
+	RootDepth   int            `yaml:"root_depth"`
+	Credentials GitCredentials `yaml:"credentials"`
+}
+
+// GitCredentials authenticate modgate to a git server: a username and a
+// password or token (from a file or an environment variable) for HTTPS, or an
+// SSH key with a known_hosts file for ssh:// URLs.
+type GitCredentials struct {
+	Username       string `yaml:"username"`
+	PasswordFile   string `yaml:"password_file"`
+	PasswordEnv    string `yaml:"password_env"`
+	SSHKeyFile     string `yaml:"ssh_key_file"`
+	KnownHostsFile string `yaml:"known_hosts_file"`
+}
+
+// Password resolves the password from password_file or password_env; "" if
+// neither is set.
+func (g GitCredentials) Password() (string, error) {
+	switch {
+	case g.PasswordFile != "":
+		b, err := os.ReadFile(g.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("config: private route credentials: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case g.PasswordEnv != "":
+		v, ok := os.LookupEnv(g.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("config: private route credentials: environment variable %s is not set", g.PasswordEnv)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+// AllPatterns returns private.patterns and every route's pattern as one
+// GOPRIVATE-style list.
+func (p *Private) AllPatterns() string {
+	var ps []string
+	if p.Patterns != "" {
+		ps = append(ps, p.Patterns)
+	}
+	for _, r := range p.Routes {
+		if r.Pattern != "" {
+			ps = append(ps, r.Pattern)
+		}
+	}
+	return strings.Join(ps, ",")
+}
+
+func (p *Private) validate() []string {
+	var errs []string
+	for _, pat := range strings.Split(p.AllPatterns(), ",") {
+		if pat = strings.TrimSpace(pat); pat != "" {
+			if _, err := path.Match(pat, pat); err != nil {
+				errs = append(errs, fmt.Sprintf("private: invalid glob %q", pat))
+			}
+		}
+	}
+	if p.Refresh < 0 || p.GitTimeout < 0 {
+		errs = append(errs, "private: refresh and git_timeout must not be negative")
+	}
+	for i, r := range p.Routes {
+		where := fmt.Sprintf("private.routes[%d]", i)
+		if r.Pattern == "" || r.Repo == "" {
+			errs = append(errs, where+": pattern and repo must be set")
+			continue
+		}
+		if !strings.Contains(r.Repo, "{root}") && !strings.Contains(r.Repo, "{path}") {
+			errs = append(errs, where+": repo must contain {root} or {path}")
+		}
+		u, err := url.Parse(strings.NewReplacer("{root}", "r", "{path}", "p", "{host}", "h").Replace(r.Repo))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("%s: repo: %v", where, err))
+		case u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "ssh":
+			errs = append(errs, where+": repo must be an https://, http:// or ssh:// URL")
+		case u.User != nil:
+			if _, ok := u.User.Password(); ok {
+				errs = append(errs, where+": put the password in credentials.password_file or password_env, not in the URL")
+			}
+		}
+		if r.RootDepth < 0 {
+			errs = append(errs, where+": root_depth must not be negative")
+		}
+		c := r.Credentials
+		if c.PasswordFile != "" && c.PasswordEnv != "" {
+			errs = append(errs, where+": set credentials.password_file or password_env, not both")
+		}
+		if (c.SSHKeyFile == "") != (c.KnownHostsFile == "") {
+			errs = append(errs, where+": credentials.ssh_key_file needs known_hosts_file (and the other way round)")
+		}
+	}
+	return errs
 }
 
 // Policy configures the OPA/Rego authorization policy (docs/policy.md).
@@ -217,6 +336,7 @@ func Defaults() Config {
 			FailureRefill: Duration(6 * time.Second),
 		},
 		Database: Database{Migrate: true},
+		Private:  Private{Refresh: Duration(10 * time.Second), GitTimeout: Duration(5 * time.Minute)},
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
 		Audit:    Audit{SpoolDir: "tmp/audit-spool", MaxSpoolBytes: 1 << 30},
 		Server: Server{
@@ -284,13 +404,7 @@ func (c *Config) Validate() error {
 	} else if !isLoopback(c.Listen) {
 		errs = append(errs, fmt.Sprintf("listen %s is not a loopback address: plain HTTP is for loopback development only; set tls.cert_file and tls.key_file", c.Listen))
 	}
-	for _, p := range strings.Split(c.Private.Patterns, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			if _, err := path.Match(p, p); err != nil {
-				errs = append(errs, fmt.Sprintf("private.patterns: invalid glob %q", p))
-			}
-		}
-	}
+	errs = append(errs, c.Private.validate()...)
 	if c.Auth.Anonymous && !isLoopback(c.Listen) {
 		errs = append(errs, "auth.anonymous is for loopback development only")
 	}

@@ -44,6 +44,25 @@ func TestLoad(t *testing.T) {
 		{name: "fail/bad-level", yaml: "log:\n  level: loud\n", wantErr: "log.level"},
 		{name: "fail/retries", yaml: "upstream:\n  retries: 99\n", wantErr: "upstream.retries"},
 		{name: "fail/sumdb-name", yaml: "sumdb:\n  names: [\"a/b\"]\n", wantErr: "sumdb.names"},
+		{name: "ok/private-route", yaml: "private:\n  routes:\n    - pattern: corp.example/*\n      repo: https://git.corp.example/{path}.git\n      credentials: {username: u, password_env: TOKEN}\n", check: func(t *testing.T, c Config) {
+			if got := c.Private.AllPatterns(); got != "corp.example/*" {
+				t.Errorf("AllPatterns = %q", got)
+			}
+			if r := c.Private.Routes[0]; r.Repo != "https://git.corp.example/{path}.git" || r.Credentials.Username != "u" {
+				t.Errorf("route = %+v", r)
+			}
+		}},
+		{name: "ok/private-union", yaml: "private:\n  patterns: a.example\n  routes:\n    - {pattern: b.example/*, repo: \"ssh://git@b.example/{path}\", credentials: {ssh_key_file: k, known_hosts_file: h}}\n", check: func(t *testing.T, c Config) {
+			if got := c.Private.AllPatterns(); got != "a.example,b.example/*" {
+				t.Errorf("AllPatterns = %q", got)
+			}
+		}},
+		{name: "fail/private-route-no-placeholder", yaml: "private:\n  routes:\n    - {pattern: b.example/*, repo: \"https://git.example/app.git\"}\n", wantErr: "must contain {root} or {path}"},
+		{name: "fail/private-route-file-scheme", yaml: "private:\n  routes:\n    - {pattern: b.example/*, repo: \"file:///srv/{path}\"}\n", wantErr: "https://, http:// or ssh://"},
+		{name: "fail/private-route-password-in-url", yaml: "private:\n  routes:\n    - {pattern: b.example/*, repo: \"https://u:p@git.example/{path}\"}\n", wantErr: "not in the URL"},
+		{name: "fail/private-route-both-passwords", yaml: "private:\n  routes:\n    - {pattern: b.example/*, repo: \"https://git.example/{path}\", credentials: {password_file: f, password_env: E}}\n", wantErr: "not both"},
+		{name: "fail/private-route-ssh-without-known-hosts", yaml: "private:\n  routes:\n    - {pattern: b.example/*, repo: \"ssh://git.example/{path}\", credentials: {ssh_key_file: k}}\n", wantErr: "known_hosts_file"},
+		{name: "fail/private-route-bad-glob", yaml: "private:\n  routes:\n    - {pattern: \"b.example/[\", repo: \"https://git.example/{path}\"}\n", wantErr: "invalid glob"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

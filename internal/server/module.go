@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 
-	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
 	"github.com/modgate/modgate/internal/cache"
@@ -44,9 +43,13 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 		rec.endpoint = req.Kind.String()
 	}
 	if s.isPrivate(req.Module) {
+		// Versions published into modgate come first (they shadow git tags of the
+		// same version); then the private git routes.
 		if s.servePublished(w, r, req) {
 			return
 		}
+	}
+	if s.isPrivate(req.Module) && !s.servesPrivate(req.Module) {
 		// Never ask a public mirror about a private path: the request itself would
 		// leak the company's module names. Private sources come from config.
 		s.writeError(w, r, derrors.New(derrors.NotFound, "not found: %s is a private module path and no private source serves it", req.Module))
@@ -76,11 +79,6 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 	s.serveEntry(w, r, entry, req.Kind.ContentType(), req.Immutable())
 }
 
-// isPrivate reports whether a module path matches private.patterns.
-func (s *Server) isPrivate(modulePath string) bool {
-	return s.cfg.Private.Patterns != "" && module.MatchPrefixPatterns(s.cfg.Private.Patterns, modulePath)
-}
-
 // moduleSpec says how the object a request names is fetched, checked and cached.
 func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 	path := req.Path()
@@ -108,6 +106,9 @@ func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 		spec.MaxSize = maxZipSize
 		spec.Stream = true
 		spec.Check = checkZip
+	}
+	if s.isPrivate(req.Module) {
+		return s.privateSpec(req, spec) // private.go: never the public chain
 	}
 	if spec.Stream {
 		spec.Fetch = s.upstreamFetch(path, 0)

@@ -17,6 +17,7 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/gitsource"
 	"github.com/modgate/modgate/internal/login"
 	"github.com/modgate/modgate/internal/metrics"
 	"github.com/modgate/modgate/internal/publish"
@@ -66,8 +67,12 @@ type Server struct {
 	auditQuery AuditQuerier
 	// published serves and records versions published into modgate (published.go).
 	published Published
-	ready     []readyCheck
-	router    *mux.Router
+	// git serves private.routes (private.go); privatePatterns is private.patterns
+	// plus the routes' patterns.
+	git             *gitsource.Source
+	privatePatterns string
+	ready           []readyCheck
+	router          *mux.Router
 }
 
 type readyCheck struct {
@@ -125,6 +130,10 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
+	}
+	s.privatePatterns = cfg.Private.AllPatterns()
+	if s.git, err = newGitSource(cfg, s); err != nil {
+		return nil, err
 	}
 	if cfg.TLSEnabled() {
 		st, err := auth.NewServerTLS(cfg.TLS, log)
