@@ -13,5 +13,10 @@ build:
 test:
 	bash .ci/test
 
+# bench runs the benchmark scenarios (docs/benchmarks.md); BENCHFLAGS passes flags,
+# e.g. make bench BENCHFLAGS='-runs 9'.
+bench:
+	bash .ci/bench
+
 clean:
 	rm -rf bin tmp
