@@ -14,7 +14,7 @@ test:
 	bash .ci/test
 
 # bench runs the benchmark scenarios (docs/benchmarks.md); BENCHFLAGS passes flags,
-# e.g. make bench BENCHFLAGS='-runs 9'.
+# e.g. make bench BENCHFLAGS='-runs 15'.
 bench:
 	bash .ci/bench
 

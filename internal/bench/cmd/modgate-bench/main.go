@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runPattern := fs.String("run", "", "run only the scenarios whose names match this regular expression")
 	out := fs.String("out", "bench-results", "directory the JSON and markdown reports are written to")
 	strict := fs.Bool("strict", false, "exit with status 2 when a figure misses its target")
+	command := fs.String("command", "", "the command line to record in the report (default: modgate-bench and its flags)")
 	quiet := fs.Bool("q", false, "log only warnings and errors, not each run")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -123,7 +124,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if rep == nil {
 		return runErr
 	}
-	rep.Command = "make bench" + commandSuffix(args)
+	rep.Command = *command
+	if rep.Command == "" {
+		rep.Command = strings.Join(append([]string{"modgate-bench"}, args...), " ")
+	}
 	rep.WriteMarkdown(stdout)
 	path, err := rep.WriteFiles(*out)
 	if err != nil {
@@ -137,12 +141,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errMissedTarget
 	}
 	return nil
-}
-
-// commandSuffix shows the flags a run was given, as BENCHFLAGS.
-func commandSuffix(args []string) string {
-	if len(args) == 0 {
-		return ""
-	}
-	return " BENCHFLAGS='" + strings.Join(args, " ") + "'"
 }
