@@ -97,6 +97,11 @@ func Scenarios() []Scenario {
 			Summary: "go mod download all of the ~150-module graph: cold through modgate, and warm through modgate vs a file:// GOPROXY",
 			Run:     runDownloadAll,
 		},
+		{
+			Name:    "cold-storm",
+			Summary: "200 concurrent requests for one uncached 50 MB zip over a 20 ms upstream: upstream fetches, time to first byte",
+			Run:     runColdStorm,
+		},
 	}
 }
 

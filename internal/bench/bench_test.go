@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,32 @@ func TestMedian(t *testing.T) {
 	}
 	if !math.IsNaN(median(nil)) {
 		t.Error("median(nil) is not NaN")
+	}
+}
+
+func TestSpread(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		in   []float64
+		p99  float64
+		iqr  float64
+	}{
+		{"one", []float64{5}, 5, 0},
+		{"four", []float64{4, 1, 3, 2}, 4, 2},
+		{"outlier-moves-p99-not-iqr", []float64{1, 1, 1, 1, 1, 1, 1, 1, 100}, 100, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sorted := append([]float64(nil), tc.in...)
+			slices.Sort(sorted)
+			if got := percentile(sorted, 0.99); got != tc.p99 {
+				t.Errorf("p99 = %v, want %v", got, tc.p99)
+			}
+			if got := iqr(tc.in); got != tc.iqr {
+				t.Errorf("iqr = %v, want %v", got, tc.iqr)
+			}
+		})
 	}
 }
 
@@ -80,6 +107,7 @@ func TestReportMarkdownAndFiles(t *testing.T) {
 			{Name: "bad", Results: []Result{compared("warm", "s", 3, "file://", 2, Target{"<=", 1.1})}},
 			{Name: "broken", Error: "upstream | exploded\nbadly"},
 			{Name: "nan", Results: []Result{compared("warm", "s", 3, "file://", 0, Target{"<=", 1.1})}},
+			{Name: "noisy", Results: []Result{{Figure: "ttfb", Unit: "ms", Value: 3, Target: &Target{"<=", 5}, Inconclusive: "too busy"}}},
 		},
 	}
 	if !rep.Failed() {
@@ -100,6 +128,8 @@ func TestReportMarkdownAndFiles(t *testing.T) {
 		`| broken | — | — | — | — | — | ERROR: upstream \| exploded badly |`,
 		"| nan | warm | 3 s | 0 s (file://) | — | ≤ 1.100 | FAIL |",
 		"- command: `make bench`",
+		"| noisy | ttfb | 3 ms | — | — | ≤ 5 | inconclusive |",
+		"- **inconclusive**: too busy",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)

@@ -40,8 +40,11 @@ type Result struct {
 	Baseline     float64 `json:"baseline,omitempty"`
 	Ratio        float64 `json:"ratio,omitempty"`
 	Target       *Target `json:"target,omitempty"`
-	// Pass is nil when the figure has no target.
+	// Pass is nil when the figure has no target, or when it is inconclusive.
 	Pass *bool `json:"pass,omitempty"`
+	// Inconclusive says why a figure with a target was not judged: its samples
+	// spread wider than the target's tolerance, so pass or fail would be chance.
+	Inconclusive string `json:"inconclusive,omitempty"`
 	// Samples are the raw measurements behind Value and Baseline, by series name.
 	Samples map[string][]float64 `json:"samples,omitempty"`
 	// Notes are observations that explain the figure (request counts, CPU time).
@@ -169,16 +172,22 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 					result = "pass"
 				}
 			}
+			if res.Inconclusive != "" {
+				result = "inconclusive"
+			}
 			fmt.Fprintf(w, "| %s | %s | %s %s | %s | %s | %s | %s |\n",
 				s.Name, res.Figure, formatNumber(res.Value), res.Unit, baseline, ratio, target, result)
 		}
 	}
 	for _, s := range r.Scenarios {
 		for _, res := range s.Results {
-			if len(res.Samples) == 0 && len(res.Notes) == 0 {
+			if len(res.Samples) == 0 && len(res.Notes) == 0 && res.Inconclusive == "" {
 				continue
 			}
 			fmt.Fprintf(w, "\n## %s: %s\n\n", s.Name, res.Figure)
+			if res.Inconclusive != "" {
+				fmt.Fprintf(w, "- **inconclusive**: %s\n", res.Inconclusive)
+			}
 			names := make([]string, 0, len(res.Samples))
 			for n := range res.Samples {
 				names = append(names, n)

@@ -183,3 +183,47 @@ func dropLine(s, prefix string) string {
 	}
 	return strings.Join(out, "")
 }
+
+// TestColdStorm runs the storm scenario at a small size: many clients asking a
+// fresh modgate for one zip must cause one upstream fetch per zip, and every
+// client must get the whole, correct body.
+func TestColdStorm(t *testing.T) {
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{
+		Config: Config{Modgate: buildModgate(t, goBin), Go: goBin},
+		Log:    slog.New(slog.DiscardHandler),
+		Dir:    t.TempDir(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := stormParams{Clients: 20, ZipSize: 1 << 20, Latency: 20 * time.Millisecond, Rounds: 2, HashEvery: 5}
+	rs, err := runStorm(ctx, env, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byFigure := make(map[string]Result)
+	for _, r := range rs {
+		byFigure[r.Figure] = r
+	}
+	fetches := byFigure["upstream fetches per uncached 1 MB zip, 20 concurrent clients (worst of 2 storms)"]
+	if got := fetches.Samples["fetches per storm"]; len(got) != 2 || got[0] != 1 || got[1] != 1 || fetches.Pass == nil || !*fetches.Pass {
+		t.Errorf("fetches: %+v", fetches)
+	}
+	single := byFigure["time to first byte over the upstream's own, a single cold client"]
+	if single.Figure == "" || single.Value < -p.Latency.Seconds()*1000 {
+		t.Errorf("single-client time to first byte: %+v", single)
+	}
+	ttfb := byFigure["time to first byte over the upstream's own, p50 of 20 concurrent clients (median of 2 storms)"]
+	for _, v := range ttfb.Samples["p50 through modgate, cold (ms)"] {
+		if v < 20 {
+			t.Errorf("a cold storm's first byte came after %v ms, before the upstream's 20 ms latency", v)
+		}
+	}
+	if ttfb.Pass == nil && ttfb.Inconclusive == "" {
+		t.Errorf("time to first byte neither judged nor inconclusive: %+v", ttfb)
+	}
+}

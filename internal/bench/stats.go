@@ -24,3 +24,14 @@ func median(xs []float64) float64 {
 func seconds(d time.Duration) float64 {
 	return math.Round(d.Seconds()*1000) / 1000
 }
+
+// iqr returns the interquartile range of xs (nearest-rank quartiles), a spread
+// that one outlier does not move.
+func iqr(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return percentile(s, 0.75) - percentile(s, 0.25)
+}
