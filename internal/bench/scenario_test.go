@@ -121,15 +121,31 @@ func results(rep *Report) map[string]Result {
 	return m
 }
 
-// buildModgate builds the modgate binary under test into a temporary directory.
+// modgateBin is the modgate binary under test, built once by TestMain.
+var modgateBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "modgate-bench-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	modgateBin = filepath.Join(dir, "modgate")
+	cmd := exec.Command("go", "build", "-o", modgateBin, "github.com/modgate/modgate/cmd/modgate")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building modgate: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildModgate returns the modgate binary under test.
 func buildModgate(t *testing.T, goBin string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "modgate")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/modgate/modgate/cmd/modgate")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building modgate: %v\n%s", err, out)
-	}
-	return bin
+	return modgateBin
 }
 
 // makeTree writes a GOPROXY tree holding example.com/a v1.0.0, which requires
