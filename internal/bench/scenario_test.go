@@ -28,7 +28,7 @@ func TestDownloadAllScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	modgate := buildModgate(t, goBin)
+	modgate := modgateBin
 	tree, goSum := makeTree(t)
 	origin, err := startFileUpstream(tree, 0)
 	if err != nil {
@@ -142,11 +142,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildModgate returns the modgate binary under test.
-func buildModgate(t *testing.T, goBin string) string {
-	t.Helper()
-	return modgateBin
-}
 
 // makeTree writes a GOPROXY tree holding example.com/a v1.0.0, which requires
 // example.com/b v1.0.0, and returns it with the go.sum lines for both.
@@ -210,7 +205,7 @@ func TestColdStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := &Env{
-		Config: Config{Modgate: buildModgate(t, goBin), Go: goBin},
+		Config: Config{Modgate: modgateBin, Go: goBin},
 		Log:    slog.New(slog.DiscardHandler),
 		Dir:    t.TempDir(),
 	}
