@@ -142,7 +142,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-
 // makeTree writes a GOPROXY tree holding example.com/a v1.0.0, which requires
 // example.com/b v1.0.0, and returns it with the go.sum lines for both.
 func makeTree(t *testing.T) (string, string) {
