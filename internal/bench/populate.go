@@ -15,6 +15,10 @@ import (
 // CacheDir. Later runs (and other checkouts on the machine) reuse it; a changed
 // go.mod or go.sum gets a tree of its own. The second result is the number of
 // module zips in the tree, which is what a complete `go mod download all` fetches.
+//
+// The tree appears by one rename of a complete download directory, so its
+// existence means it is complete; an interrupted or concurrent population works
+// in a scratch directory of its own.
 func populate(ctx context.Context, env *Env) (string, int, error) {
 	key, err := graphKey(env.Graph)
 	if err != nil {
@@ -22,20 +26,21 @@ func populate(ctx context.Context, env *Env) (string, int, error) {
 	}
 	base := filepath.Join(env.CacheDir, "graph-"+key)
 	download := filepath.Join(base, "download")
-	done := filepath.Join(base, "complete")
-	if _, err := os.Stat(done); err == nil {
+	if _, err := os.Stat(download); err == nil {
 		n, err := countFiles(download, ".zip")
 		env.Log.Info("module graph already populated", "dir", download, "zips", n)
 		return download, n, err
 	}
 
 	env.Log.Info("populating the module graph (once per machine)", "from", env.PopulateProxy, "into", download)
-	// A module cache filled in a scratch directory and moved into place only when
-	// complete, so an interrupted population is simply redone.
-	scratch := filepath.Join(base, "populating")
-	if err := removeAll(scratch); err != nil {
+	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", 0, fmt.Errorf("bench: %w", err)
 	}
+	scratch, err := os.MkdirTemp(base, "populating-")
+	if err != nil {
+		return "", 0, fmt.Errorf("bench: %w", err)
+	}
+	defer removeAll(scratch) // the extracted sources are of no use to a GOPROXY tree
 	client, err := newGoClient(env.Go, env.Graph, scratch)
 	if err != nil {
 		return "", 0, err
@@ -45,18 +50,11 @@ func populate(ctx context.Context, env *Env) (string, int, error) {
 	if _, err := client.downloadAll(ctx, client.onlineEnv(env.PopulateProxy, env.PopulateSumDB, modcache), modcache, -1); err != nil {
 		return "", 0, fmt.Errorf("bench: populating from %s: %w", env.PopulateProxy, err)
 	}
-	if err := removeAll(download); err != nil {
-		return "", 0, fmt.Errorf("bench: %w", err)
-	}
 	if err := os.Rename(filepath.Join(modcache, "cache", "download"), download); err != nil {
-		return "", 0, fmt.Errorf("bench: %w", err)
-	}
-	// The extracted sources are of no use to a GOPROXY tree.
-	if err := removeAll(scratch); err != nil {
-		return "", 0, fmt.Errorf("bench: %w", err)
-	}
-	if err := os.WriteFile(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
-		return "", 0, fmt.Errorf("bench: %w", err)
+		// A concurrent population may have finished first; its tree is as good.
+		if _, serr := os.Stat(download); serr != nil {
+			return "", 0, fmt.Errorf("bench: %w", err)
+		}
 	}
 	n, err := countFiles(download, ".zip")
 	env.Log.Info("module graph populated", "dir", download, "zips", n, "seconds", time.Since(start).Seconds())

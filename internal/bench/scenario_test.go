@@ -237,3 +237,55 @@ func TestColdStorm(t *testing.T) {
 		t.Errorf("time to first byte neither judged nor inconclusive: %+v", ttfb)
 	}
 }
+
+// TestPopulateConcurrently: two benchmark runs populating one cache directory at
+// once (two checkouts on one machine) both end up with the complete tree.
+func TestPopulateConcurrently(t *testing.T) {
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, goSum := makeTree(t)
+	origin, err := startFileUpstream(tree, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { origin.Close() })
+	graph := t.TempDir()
+	writeFile(t, filepath.Join(graph, "go.mod"), "module example.com/graph\n\ngo 1.26\n\nrequire (\n\texample.com/a v1.0.0\n\texample.com/b v1.0.0\n)\n")
+	writeFile(t, filepath.Join(graph, "go.sum"), goSum)
+	writeFile(t, filepath.Join(graph, "main.go"), "package main\n\nimport _ \"example.com/a\"\n\nfunc main() {}\n")
+	cacheDir := t.TempDir()
+
+	type result struct {
+		dir string
+		n   int
+		err error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			env := &Env{
+				Config: Config{Graph: graph, CacheDir: cacheDir, PopulateProxy: origin.URL, PopulateSumDB: "off", Go: goBin},
+				Log:    slog.New(slog.DiscardHandler),
+			}
+			dir, n, err := populate(context.Background(), env)
+			results <- result{dir, n, err}
+		}()
+	}
+	a, b := <-results, <-results
+	if a.err != nil || b.err != nil {
+		t.Fatalf("populate: %v; %v", a.err, b.err)
+	}
+	if a.dir != b.dir || a.n != 2 || b.n != 2 {
+		t.Errorf("populate returned %q with %d zips and %q with %d; want one tree with 2", a.dir, a.n, b.dir, b.n)
+	}
+	entries, err := os.ReadDir(filepath.Dir(a.dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("cache directory holds %d entries, want only the tree: %v", len(entries), entries)
+	}
+}
