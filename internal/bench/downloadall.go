@@ -120,7 +120,9 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 			wall[s.name] = append(wall[s.name], seconds(run.Wall))
 			goCPU[s.name] = append(goCPU[s.name], seconds(run.CPU))
 			if s.name == "modgate" {
-				mgCPU = append(mgCPU, seconds(cpu))
+				if cpu >= 0 {
+					mgCPU = append(mgCPU, seconds(cpu))
+				}
 				mgRequests = append(mgRequests, float64(req1-req0))
 				mgLogKB = append(mgLogKB, float64((log1-log0)/1024))
 			}

@@ -39,6 +39,17 @@ func newGoClient(goBin, graphSrc, dir string) (*goClient, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	c.goSum = sum
+	// In a fresh HOME the go command's telemetry is on ("local"): every run would
+	// write counter files and may start a background child that outlives it, work
+	// and noise in a measured run. Turning it off writes only into this HOME.
+	cmd := exec.Command(goBin, "telemetry", "off")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.home, "GOENV=off", "GOTOOLCHAIN=local"}
+	if v, ok := os.LookupEnv("GOROOT"); ok {
+		cmd.Env = append(cmd.Env, "GOROOT="+v)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("bench: go telemetry off: %w\n%s", err, out)
+	}
 	return c, nil
 }
 
@@ -61,12 +72,13 @@ func (c *goClient) offlineEnv(proxy, modcache string) []string {
 }
 
 // onlineEnv is the environment for populating: the caller's, for its network
-// settings (proxies, certificates), with every go variable that matters fixed.
+// settings (proxies, certificates), with every go variable that matters fixed and
+// the configuration directory in the client's own HOME.
 func (c *goClient) onlineEnv(proxy, sumdb, modcache string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(k, "GO") && k != "HOME" {
+		if !strings.HasPrefix(k, "GO") && k != "HOME" && k != "XDG_CONFIG_HOME" {
 			env = append(env, kv)
 		}
 	}

@@ -30,11 +30,6 @@ func TestDownloadAllScenario(t *testing.T) {
 	}
 	modgate := modgateBin
 	tree, goSum := makeTree(t)
-	origin, err := startFileUpstream(tree, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { origin.Close() })
 
 	for _, tc := range []struct {
 		name    string
@@ -52,6 +47,12 @@ func TestDownloadAllScenario(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			// An origin per case: the second run below counts its requests.
+			origin, err := startFileUpstream(tree, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { origin.Close() })
 			graph := t.TempDir()
 			writeFile(t, filepath.Join(graph, "go.mod"), "module example.com/graph\n\ngo 1.26\n\nrequire (\n\texample.com/a v1.0.0\n\texample.com/b v1.0.0\n)\n")
 			writeFile(t, filepath.Join(graph, "go.sum"), tc.goSum)
@@ -287,5 +288,32 @@ func TestPopulateConcurrently(t *testing.T) {
 	}
 	if len(entries) != 1 {
 		t.Errorf("cache directory holds %d entries, want only the tree: %v", len(entries), entries)
+	}
+}
+
+// TestOfflineEnvBlocksNetwork: in a measured run's environment, a proxy that is
+// not on loopback is unreachable, so a misconfigured run fails instead of
+// silently downloading from the internet. (The request goes to the dead loopback
+// proxy, never out.)
+func TestOfflineEnvBlocksNetwork(t *testing.T) {
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, goSum := makeTree(t)
+	graph := t.TempDir()
+	writeFile(t, filepath.Join(graph, "go.mod"), "module example.com/graph\n\ngo 1.26\n\nrequire example.com/b v1.0.0\n")
+	writeFile(t, filepath.Join(graph, "go.sum"), goSum)
+	c, err := newGoClient(goBin, graph, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = c.downloadAll(ctx, c.offlineEnv("https://proxy.golang.org", mc), mc, 1)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:9") {
+		t.Fatalf("download through a non-loopback proxy: %v; want a failure at the dead proxy 127.0.0.1:9", err)
 	}
 }
