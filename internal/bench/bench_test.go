@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,27 +40,55 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-func TestSpread(t *testing.T) {
+func TestPercentile(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		in   []float64
-		p99  float64
-		iqr  float64
+		p    float64
+		want float64
 	}{
-		{"one", []float64{5}, 5, 0},
-		{"four", []float64{4, 1, 3, 2}, 4, 2},
-		{"outlier-moves-p99-not-iqr", []float64{1, 1, 1, 1, 1, 1, 1, 1, 100}, 100, 0},
+		{"one", []float64{5}, 0.99, 5},
+		{"p99-of-four-is-max", []float64{1, 2, 3, 4}, 0.99, 4},
+		{"p25-of-four", []float64{1, 2, 3, 4}, 0.25, 1},
+		{"p50-of-five", []float64{1, 2, 3, 4, 5}, 0.5, 3},
+		{"outlier-is-p99", []float64{1, 1, 1, 1, 1, 1, 1, 1, 100}, 0.99, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			sorted := append([]float64(nil), tc.in...)
-			slices.Sort(sorted)
-			if got := percentile(sorted, 0.99); got != tc.p99 {
-				t.Errorf("p99 = %v, want %v", got, tc.p99)
+			if got := percentile(tc.in, tc.p); got != tc.want {
+				t.Errorf("percentile(%v, %v) = %v, want %v", tc.in, tc.p, got, tc.want)
 			}
-			if got := iqr(tc.in); got != tc.iqr {
-				t.Errorf("iqr = %v, want %v", got, tc.iqr)
+		})
+	}
+}
+
+func TestJudge(t *testing.T) {
+	t.Parallel()
+	ratio := func(s ...[]float64) float64 { return median(s[0]) / median(s[1]) }
+	for _, tc := range []struct {
+		name     string
+		a, b     []float64
+		want     string // pass, FAIL, inconclusive
+		contains float64
+	}{
+		{"pass/steady-and-close", []float64{10.1, 10.2, 10.0, 10.1, 10.3}, []float64{10.0, 10.1, 9.9, 10.0, 10.2}, "pass", 1.01},
+		{"fail/steady-and-slow", []float64{13.1, 13.2, 13.0, 13.1, 13.3}, []float64{10.0, 10.1, 9.9, 10.0, 10.2}, "FAIL", 1.31},
+		{"inconclusive/noisy", []float64{5, 15, 9, 20, 7}, []float64{6, 14, 10, 21, 8}, "inconclusive", 1.0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := compared("warm", "s", median(tc.a), "file://", median(tc.b), Target{"<=", 1.1})
+			r.judge(bootstrapCI(ratio, tc.a, tc.b))
+			got := "inconclusive"
+			if r.Pass != nil {
+				got = map[bool]string{true: "pass", false: "FAIL"}[*r.Pass]
+			}
+			if got != tc.want || (got == "inconclusive") != (r.Inconclusive != "") {
+				t.Errorf("verdict %s (%q), interval %v–%v; want %s", got, r.Inconclusive, r.CILow, r.CIHigh, tc.want)
+			}
+			if r.CILow > tc.contains || r.CIHigh < tc.contains {
+				t.Errorf("interval %v–%v does not contain %v", r.CILow, r.CIHigh, tc.contains)
 			}
 		})
 	}

@@ -149,6 +149,7 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 
 	warm := compared(fmt.Sprintf("warm go mod download all, median of %d", env.Runs), "s",
 		median(wall["modgate"]), "file:// GOPROXY", median(wall["file://"]), warmTarget)
+	warm.judge(bootstrapCI(func(s ...[]float64) float64 { return median(s[0]) / median(s[1]) }, wall["modgate"], wall["file://"]))
 	warm.Samples = map[string][]float64{
 		"modgate (s)":                          wall["modgate"],
 		"file:// (s)":                          wall["file://"],

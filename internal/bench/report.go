@@ -40,10 +40,14 @@ type Result struct {
 	Baseline     float64 `json:"baseline,omitempty"`
 	Ratio        float64 `json:"ratio,omitempty"`
 	Target       *Target `json:"target,omitempty"`
+	// CILow and CIHigh bound the 95% bootstrap interval of the judged quantity
+	// (Ratio when there is a baseline, else Value); both zero when not computed.
+	CILow  float64 `json:"ci_low,omitempty"`
+	CIHigh float64 `json:"ci_high,omitempty"`
 	// Pass is nil when the figure has no target, or when it is inconclusive.
 	Pass *bool `json:"pass,omitempty"`
-	// Inconclusive says why a figure with a target was not judged: its samples
-	// spread wider than the target's tolerance, so pass or fail would be chance.
+	// Inconclusive says why a figure with a target was not judged: its 95%
+	// interval straddles the bound, so pass or fail would be chance.
 	Inconclusive string `json:"inconclusive,omitempty"`
 	// Samples are the raw measurements behind Value and Baseline, by series name.
 	Samples map[string][]float64 `json:"samples,omitempty"`
@@ -80,8 +84,7 @@ func compared(figure, unit string, value float64, baselineName string, baseline 
 	if baseline != 0 {
 		r.Ratio = value / baseline
 	}
-	pass := target.met(r.Ratio)
-	r.Pass = &pass
+	r.Pass = boolPtr(target.met(r.Ratio))
 	return r
 }
 
@@ -161,6 +164,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				baseline = fmt.Sprintf("%s %s (%s)", formatNumber(res.Baseline), res.Unit, res.BaselineName)
 				if !math.IsNaN(res.Ratio) {
 					ratio = fmt.Sprintf("%.3f", res.Ratio)
+					if res.CILow != 0 || res.CIHigh != 0 {
+						ratio += fmt.Sprintf(" (95%%: %.3f–%.3f)", res.CILow, res.CIHigh)
+					}
 				}
 			}
 			if res.Target != nil {
@@ -175,8 +181,12 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			if res.Inconclusive != "" {
 				result = "inconclusive"
 			}
-			fmt.Fprintf(w, "| %s | %s | %s %s | %s | %s | %s | %s |\n",
-				s.Name, res.Figure, formatNumber(res.Value), res.Unit, baseline, ratio, target, result)
+			value := formatNumber(res.Value) + " " + res.Unit
+			if res.BaselineName == "" && (res.CILow != 0 || res.CIHigh != 0) {
+				value += fmt.Sprintf(" (95%%: %s–%s)", formatNumber(res.CILow), formatNumber(res.CIHigh))
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n",
+				s.Name, res.Figure, value, baseline, ratio, target, result)
 		}
 	}
 	for _, s := range r.Scenarios {

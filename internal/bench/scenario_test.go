@@ -83,7 +83,7 @@ func TestDownloadAllScenario(t *testing.T) {
 			}
 			res := results(rep)
 			warm := res["warm go mod download all, median of 2"]
-			if warm.Pass == nil || warm.Baseline <= 0 || warm.Value <= 0 || len(warm.Samples["modgate (s)"]) != 2 || len(warm.Samples["file:// (s)"]) != 2 {
+			if (warm.Pass == nil && warm.Inconclusive == "") || warm.Baseline <= 0 || warm.Value <= 0 || len(warm.Samples["modgate (s)"]) != 2 || len(warm.Samples["file:// (s)"]) != 2 {
 				t.Errorf("warm result incomplete: %+v", warm)
 			}
 			if got := warm.Samples["requests served by modgate per run"]; len(got) != 2 || got[0] != 6 {

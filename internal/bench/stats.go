@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"time"
 )
@@ -25,13 +27,57 @@ func seconds(d time.Duration) float64 {
 	return math.Round(d.Seconds()*1000) / 1000
 }
 
-// iqr returns the interquartile range of xs (nearest-rank quartiles), a spread
-// that one outlier does not move.
-func iqr(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
+// bootstrapResamples is enough for stable 2.5% and 97.5% percentiles.
+const bootstrapResamples = 4000
+
+// bootstrapCI returns the 95% percentile-bootstrap interval of stat over samples:
+// each resample draws every series anew, with replacement, from its own values.
+// The generator is seeded, so one report's samples always give one interval.
+func bootstrapCI(stat func(series ...[]float64) float64, series ...[]float64) (lo, hi float64) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	stats := make([]float64, 0, bootstrapResamples)
+	re := make([][]float64, len(series))
+	for i, s := range series {
+		if len(s) == 0 {
+			return math.NaN(), math.NaN()
+		}
+		re[i] = make([]float64, len(s))
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return percentile(s, 0.75) - percentile(s, 0.25)
+	for range bootstrapResamples {
+		for i, s := range series {
+			for j := range re[i] {
+				re[i][j] = s[rng.IntN(len(s))]
+			}
+		}
+		if v := stat(re...); !math.IsNaN(v) {
+			stats = append(stats, v)
+		}
+	}
+	slices.Sort(stats)
+	return percentile(stats, 0.025), percentile(stats, 0.975)
 }
+
+// judge sets r's verdict from the 95% interval [lo, hi] of its judged quantity
+// (the ratio when r has a baseline, else the value): pass when the whole interval
+// meets the target, FAIL when none of it does, and inconclusive when the interval
+// straddles the bound — on a busy machine a verdict from the point estimate alone
+// would be chance.
+func (r *Result) judge(lo, hi float64) {
+	r.CILow, r.CIHigh = lo, hi
+	r.Pass, r.Inconclusive = nil, ""
+	if r.Target == nil {
+		return
+	}
+	inLo, inHi := r.Target.met(lo), r.Target.met(hi)
+	switch {
+	case inLo && inHi:
+		r.Pass = boolPtr(true)
+	case !inLo && !inHi:
+		r.Pass = boolPtr(false)
+	default:
+		r.Inconclusive = fmt.Sprintf("the 95%% interval %s–%s straddles the target %s: the runs vary more than the target's margin on this machine at this load; run with more -runs or on a quieter machine",
+			formatNumber(lo), formatNumber(hi), r.Target)
+	}
+}
+
+func boolPtr(b bool) *bool { return &b }

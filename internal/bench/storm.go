@@ -184,12 +184,7 @@ func runStorm(ctx context.Context, env *Env, p stormParams) ([]Result, error) {
 			fmt.Sprintf("every client's length checked, every %dth one's SHA-256; clients wait at a gate after their first byte until all have one, so the figure measures how soon modgate starts every stream rather than how %d bulk transfers share the CPUs", p.HashEvery, p.Clients),
 		},
 	}
-	if spread := iqr(extraP50); spread > stormExtraTTF {
-		extra.Inconclusive = fmt.Sprintf("the per-storm differences spread over %.1f ms (interquartile range), more than the %d ms the target allows: this machine is too busy to judge it; the single-client figure shows modgate's own cost", spread, stormExtraTTF)
-	} else {
-		extra.Pass = new(bool)
-		*extra.Pass = extra.Target.met(extra.Value)
-	}
+	extra.judge(bootstrapCI(func(s ...[]float64) float64 { return median(s[0]) }, extraP50))
 
 	tail := Result{
 		Figure: fmt.Sprintf("time to first byte over the upstream's own, p99 of %d concurrent clients (median of %d storms)", p.Clients, p.Rounds),
