@@ -190,6 +190,7 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 		Baseline:     median(goCPU["file://"]),
 	}
 	cpu.Ratio = cpu.Value / cpu.Baseline
+	cpu.judge(bootstrapCI(func(s ...[]float64) float64 { return median(s[0]) / median(s[1]) }, mgSideCPU, goCPU["file://"]))
 	upstreamResult := Result{
 		Figure: "upstream requests during warm runs",
 		Unit:   "requests",
