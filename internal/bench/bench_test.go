@@ -181,13 +181,13 @@ func TestParseProcStatCPU(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		stat    string
-		want    time.Duration
+		want    cpuTime
 		wantErr bool
 	}{
-		{"ok/plain", "1234 (modgate) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0", 3250 * time.Millisecond, false},
-		{"ok/name-with-spaces-and-parens", "1234 (mod (gate) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 3 4 0 0", 70 * time.Millisecond, false},
-		{"fail/truncated", "1234 (modgate) S 1 2", 0, true},
-		{"fail/no-name", "garbage", 0, true},
+		{"ok/plain", "1234 (modgate) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0", cpuTime{2500 * time.Millisecond, 750 * time.Millisecond}, false},
+		{"ok/name-with-spaces-and-parens", "1234 (mod (gate) x) S 1 1234 1234 0 -1 4194560 100 0 0 0 3 4 0 0", cpuTime{30 * time.Millisecond, 40 * time.Millisecond}, false},
+		{"fail/truncated", "1234 (modgate) S 1 2", cpuTime{}, true},
+		{"fail/no-name", "garbage", cpuTime{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 )
 
 // warmTarget is PRODUCT.md's bound: a warm `go mod download all` through modgate
@@ -54,23 +53,23 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	// measure runs one download into a fresh module cache, removed afterwards (not
 	// timed), and returns the wall time and the CPU time modgate spent meanwhile.
-	measure := func(proxy string) (goRun, time.Duration, error) {
+	measure := func(proxy string) (goRun, cpuTime, error) {
 		mc, err := os.MkdirTemp(modcacheRoot, "gomodcache-")
 		if err != nil {
-			return goRun{}, 0, fmt.Errorf("bench: %w", err)
+			return goRun{}, cpuTime{}, fmt.Errorf("bench: %w", err)
 		}
 		defer removeAll(mc)
 		// modgate's CPU time comes from /proc; elsewhere it is reported as -1.
 		cpu0, cpuErr := mg.CPU()
 		run, err := client.downloadAll(ctx, client.offlineEnv(proxy, mc), mc, zips)
 		if err != nil {
-			return run, 0, err
+			return run, cpuTime{}, err
 		}
 		cpu1, err := mg.CPU()
 		if cpuErr != nil || err != nil {
-			return run, -1, nil
+			return run, cpuTime{User: -1, Sys: -1}, nil
 		}
-		return run, cpu1 - cpu0, nil
+		return run, cpuTime{User: cpu1.User - cpu0.User, Sys: cpu1.Sys - cpu0.Sys}, nil
 	}
 
 	env.Log.Info("cold run through modgate", "modules", zips, "upstream", up.URL, "modgate", mg.URL)
@@ -91,7 +90,7 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 	}{{"modgate", mg.URL}, {"file://", fileProxy}}
 	wall := map[string][]float64{}
 	goCPU := map[string][]float64{}
-	var mgCPU, mgRequests, mgLogKB []float64
+	var mgCPU, mgUser, mgSys, mgRequests, mgLogKB []float64
 	upBefore := up.Requests()
 	for i := range env.Warmup + env.Runs {
 		order := []int{0, 1}
@@ -120,8 +119,10 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 			wall[s.name] = append(wall[s.name], seconds(run.Wall))
 			goCPU[s.name] = append(goCPU[s.name], seconds(run.CPU))
 			if s.name == "modgate" {
-				if cpu >= 0 {
-					mgCPU = append(mgCPU, seconds(cpu))
+				if cpu.User >= 0 {
+					mgCPU = append(mgCPU, seconds(cpu.Total()))
+					mgUser = append(mgUser, seconds(cpu.User))
+					mgSys = append(mgSys, seconds(cpu.Sys))
 				}
 				mgRequests = append(mgRequests, float64(req1-req0))
 				mgLogKB = append(mgLogKB, float64((log1-log0)/1024))
@@ -137,9 +138,9 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 		BaselineName: "warm file:// median",
 		Baseline:     median(wall["file://"]),
 		Samples: map[string][]float64{
-			"modgate cold (s)":            {seconds(cold.Wall)},
-			"go command CPU, cold (s)":    {seconds(cold.CPU)},
-			"modgate CPU during cold (s)": {seconds(coldCPU)},
+			"modgate cold (s)":                           {seconds(cold.Wall)},
+			"go command CPU, cold (s)":                   {seconds(cold.CPU)},
+			"modgate CPU during cold, user + system (s)": {seconds(coldCPU.User), seconds(coldCPU.Sys)},
 		},
 		Notes: []string{
 			fmt.Sprintf("%d modules; %d upstream requests (%d answered 404), %d requests served by modgate", zips, coldUpstream, up.NotFound(), coldRequests),
@@ -151,13 +152,15 @@ func runDownloadAll(ctx context.Context, env *Env) ([]Result, error) {
 		median(wall["modgate"]), "file:// GOPROXY", median(wall["file://"]), warmTarget)
 	warm.judge(bootstrapCI(func(s ...[]float64) float64 { return median(s[0]) / median(s[1]) }, wall["modgate"], wall["file://"]))
 	warm.Samples = map[string][]float64{
-		"modgate (s)":                          wall["modgate"],
-		"file:// (s)":                          wall["file://"],
-		"go command CPU via modgate (s)":       goCPU["modgate"],
-		"go command CPU via file:// (s)":       goCPU["file://"],
-		"modgate CPU per modgate-side run (s)": mgCPU,
-		"requests served by modgate per run":   mgRequests,
-		"modgate log KB per run":               mgLogKB,
+		"modgate (s)":                                 wall["modgate"],
+		"file:// (s)":                                 wall["file://"],
+		"go command CPU via modgate (s)":              goCPU["modgate"],
+		"go command CPU via file:// (s)":              goCPU["file://"],
+		"modgate CPU per modgate-side run (s)":        mgCPU,
+		"modgate user CPU per modgate-side run (s)":   mgUser,
+		"modgate system CPU per modgate-side run (s)": mgSys,
+		"requests served by modgate per run":          mgRequests,
+		"modgate log KB per run":                      mgLogKB,
 	}
 	// Two views that a loaded machine disturbs less than the medians: the ratio of
 	// the two runs of each adjacent pair, which share the machine's state, and the
