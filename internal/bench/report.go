@@ -165,7 +165,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				if !math.IsNaN(res.Ratio) {
 					ratio = fmt.Sprintf("%.3f", res.Ratio)
 					if res.CILow != 0 || res.CIHigh != 0 {
-						ratio += fmt.Sprintf(" (95%%: %.3f–%.3f)", res.CILow, res.CIHigh)
+						ratio += fmt.Sprintf(" (95%%: %.3f to %.3f)", res.CILow, res.CIHigh)
 					}
 				}
 			}
@@ -183,7 +183,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 			}
 			value := formatNumber(res.Value) + " " + res.Unit
 			if res.BaselineName == "" && (res.CILow != 0 || res.CIHigh != 0) {
-				value += fmt.Sprintf(" (95%%: %s–%s)", formatNumber(res.CILow), formatNumber(res.CIHigh))
+				value += fmt.Sprintf(" (95%%: %s to %s)", formatNumber(res.CILow), formatNumber(res.CIHigh))
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n",
 				s.Name, res.Figure, value, baseline, ratio, target, result)

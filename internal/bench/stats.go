@@ -75,7 +75,7 @@ func (r *Result) judge(lo, hi float64) {
 	case !inLo && !inHi:
 		r.Pass = boolPtr(false)
 	default:
-		r.Inconclusive = fmt.Sprintf("the 95%% interval %s–%s straddles the target %s: the runs vary more than the target's margin on this machine at this load; run with more -runs or on a quieter machine",
+		r.Inconclusive = fmt.Sprintf("the 95%% interval %s to %s straddles the target %s: the samples vary more than the target's margin at this machine's load; a quieter machine (or more -runs, where the scenario uses them) narrows it",
 			formatNumber(lo), formatNumber(hi), r.Target)
 	}
 }
