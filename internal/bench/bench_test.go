@@ -134,7 +134,7 @@ func TestReportMarkdownAndFiles(t *testing.T) {
 			{Name: "bad", Results: []Result{compared("warm", "s", 3, "file://", 2, Target{"<=", 1.1})}},
 			{Name: "broken", Error: "upstream | exploded\nbadly"},
 			{Name: "nan", Results: []Result{compared("warm", "s", 3, "file://", 0, Target{"<=", 1.1})}},
-			{Name: "noisy", Results: []Result{{Figure: "ttfb", Unit: "ms", Value: 3, Target: &Target{"<=", 5}, Inconclusive: "too busy"}}},
+			{Name: "noisy", Results: []Result{{Figure: "ttfb", Unit: "ms", Value: 3, Target: &Target{"<=", 5}, Inconclusive: "too busy", CILow: math.NaN(), CIHigh: math.Inf(1)}}},
 		},
 	}
 	if !rep.Failed() {

@@ -88,14 +88,23 @@ func compared(figure, unit string, value float64, baselineName string, baseline 
 	return r
 }
 
-// MarshalJSON writes NaN ratios (a zero baseline) as absent rather than failing.
+// MarshalJSON writes a number JSON cannot hold (NaN from a zero baseline or an
+// empty series) as absent rather than failing the whole report.
 func (r Result) MarshalJSON() ([]byte, error) {
 	type plain Result
 	p := plain(r)
-	if math.IsNaN(p.Ratio) || math.IsInf(p.Ratio, 0) {
-		p.Ratio = 0
+	for _, f := range []*float64{&p.Value, &p.Baseline, &p.Ratio, &p.CILow, &p.CIHigh} {
+		if math.IsNaN(*f) || math.IsInf(*f, 0) {
+			*f = 0
+		}
 	}
 	return json.Marshal(p)
+}
+
+// hasCI reports whether r carries a usable interval.
+func (r Result) hasCI() bool {
+	finite := func(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+	return finite(r.CILow) && finite(r.CIHigh) && (r.CILow != 0 || r.CIHigh != 0)
 }
 
 // Failed reports whether any figure missed its target.
@@ -164,7 +173,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				baseline = fmt.Sprintf("%s %s (%s)", formatNumber(res.Baseline), res.Unit, res.BaselineName)
 				if !math.IsNaN(res.Ratio) {
 					ratio = fmt.Sprintf("%.3f", res.Ratio)
-					if res.CILow != 0 || res.CIHigh != 0 {
+					if res.hasCI() {
 						ratio += fmt.Sprintf(" (95%%: %.3f to %.3f)", res.CILow, res.CIHigh)
 					}
 				}
@@ -182,7 +191,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 				result = "inconclusive"
 			}
 			value := formatNumber(res.Value) + " " + res.Unit
-			if res.BaselineName == "" && (res.CILow != 0 || res.CIHigh != 0) {
+			if res.BaselineName == "" && res.hasCI() {
 				value += fmt.Sprintf(" (95%%: %s to %s)", formatNumber(res.CILow), formatNumber(res.CIHigh))
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n",
