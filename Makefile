@@ -16,5 +16,10 @@ run: build
 test:
 	bash .ci/test
 
+# bench runs the benchmark scenarios (docs/benchmarks.md); BENCHFLAGS passes flags,
+# e.g. make bench BENCHFLAGS='-runs 15'.
+bench:
+	bash .ci/bench
+
 clean:
 	rm -rf bin tmp

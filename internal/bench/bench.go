@@ -1,0 +1,158 @@
+// Package bench measures modgate against the quality targets in PRODUCT.md: each
+// scenario runs the real binary against local fixtures and reports figures as ratios
+// to a baseline measured in the same run (a file:// GOPROXY, nginx, the upstream
+// itself), so that a slow or busy machine moves both sides together.
+//
+// `make bench` is the entry point; docs/benchmarks.md describes the scenarios and
+// keeps the table of published results.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// Config is what a benchmark run needs from its caller.
+type Config struct {
+	// Modgate is the modgate binary under test.
+	Modgate string
+	// Graph is the directory of the benchmark module graph (testdata/bench/graph).
+	Graph string
+	// CacheDir keeps what is expensive to make and never changes for a given graph:
+	// the modules downloaded once from PopulateProxy. It survives between runs.
+	CacheDir string
+	// PopulateProxy is where the module graph is downloaded from, once per machine.
+	PopulateProxy string
+	// PopulateSumDB is the GOSUMDB the population verifies against ("off" in tests
+	// whose modules are not public); go.sum should make asking it unnecessary.
+	PopulateSumDB string
+	// WorkDir holds a run's scratch state (module caches, modgate's cache, logs);
+	// it is removed afterwards unless KeepWork is set.
+	WorkDir  string
+	KeepWork bool
+	// ModCacheDir is where the go command's fresh GOMODCACHEs are made; empty means
+	// inside WorkDir. See DefaultModCacheDir.
+	ModCacheDir string
+	// Runs is how many timed runs each side of a comparison gets; Warmup how many
+	// untimed ones precede them.
+	Runs   int
+	Warmup int
+	// Match selects scenarios by name; nil runs them all.
+	Match *regexp.Regexp
+	// Go is the go command used as the client.
+	Go string
+}
+
+// Validate reports the first unusable setting.
+func (c *Config) Validate() error {
+	switch {
+	case c.Modgate == "":
+		return errors.New("bench: the modgate binary must be given")
+	case c.Graph == "":
+		return errors.New("bench: the module graph directory must be given")
+	case c.CacheDir == "":
+		return errors.New("bench: the cache directory must be given")
+	case c.WorkDir == "":
+		return errors.New("bench: the work directory must be given")
+	case c.PopulateProxy == "":
+		return errors.New("bench: the populate proxy must be given")
+	case c.PopulateSumDB == "":
+		return errors.New("bench: the populate checksum database must be given")
+	case c.Runs < 1:
+		return fmt.Errorf("bench: runs must be at least 1, not %d", c.Runs)
+	case c.Warmup < 0:
+		return fmt.Errorf("bench: warmup must not be negative, not %d", c.Warmup)
+	case c.Go == "":
+		return errors.New("bench: the go command must be given")
+	}
+	for _, p := range []string{c.Modgate, filepath.Join(c.Graph, "go.mod"), filepath.Join(c.Graph, "go.sum")} {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	return nil
+}
+
+// Scenario is one benchmark. Run returns its figures; an error means the scenario
+// could not be measured at all (a missed target is a Result, not an error).
+type Scenario struct {
+	Name    string
+	Summary string
+	Run     func(ctx context.Context, env *Env) ([]Result, error)
+}
+
+// Scenarios is the table of every benchmark, in the order they run. New scenarios
+// (warm small objects against nginx, warm zip MB/s, cold storm, policy, audit,
+// memory) are added here.
+func Scenarios() []Scenario {
+	return []Scenario{
+		{
+			Name:    "download-all",
+			Summary: "go mod download all of the ~150-module graph: cold through modgate, and warm through modgate vs a file:// GOPROXY",
+			Run:     runDownloadAll,
+		},
+		{
+			Name:    "cold-storm",
+			Summary: "200 concurrent requests for one uncached 50 MB zip over a 20 ms upstream: upstream fetches, time to first byte",
+			Run:     runColdStorm,
+		},
+	}
+}
+
+// Env is what a scenario runs with: the configuration and a logger, plus a scratch
+// directory of its own.
+type Env struct {
+	Config
+	Log *slog.Logger
+	// Dir is the scenario's scratch directory inside WorkDir.
+	Dir string
+}
+
+// Run runs the selected scenarios in order and returns the report. A scenario that
+// fails is recorded in the report and the others still run; the returned error
+// says that at least one failed.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rep := &Report{Started: time.Now().UTC(), Machine: describeMachine(ctx, cfg)}
+	var failed []string
+	for _, sc := range Scenarios() {
+		if cfg.Match != nil && !cfg.Match.MatchString(sc.Name) {
+			continue
+		}
+		dir := filepath.Join(cfg.WorkDir, sc.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		log.Info("scenario", "name", sc.Name, "summary", sc.Summary)
+		start := time.Now()
+		results, err := sc.Run(ctx, &Env{Config: cfg, Log: log.With("scenario", sc.Name), Dir: dir})
+		sr := ScenarioReport{Name: sc.Name, Summary: sc.Summary, Seconds: time.Since(start).Seconds(), Results: results}
+		if err != nil {
+			sr.Error = err.Error()
+			failed = append(failed, sc.Name)
+			log.Error("scenario failed", "name", sc.Name, "err", err)
+		}
+		rep.Scenarios = append(rep.Scenarios, sr)
+		if !cfg.KeepWork {
+			removeAll(dir)
+		}
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	if len(rep.Scenarios) == 0 {
+		return rep, errors.New("bench: no scenario matches")
+	}
+	if len(failed) > 0 {
+		return rep, fmt.Errorf("bench: scenarios failed: %v", failed)
+	}
+	return rep, nil
+}
