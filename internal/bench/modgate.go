@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +38,14 @@ func startModgate(ctx context.Context, bin, upstream, cacheDir, logPath string, 
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream}, extraArgs...)
+	// Anonymous callers on loopback, with the repository's policy deciding every
+	// request: the first version of the benchmark measures the proxy path with
+	// policy on; TLS, tokens and audit join it with the full benchmark suite.
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)
 	cmd := exec.Command(bin, args...)
+	if root, err := repoRoot(); err == nil {
+		cmd.Dir = root // where policy/ lives
+	}
 	// The caller's environment minus anything that could send modgate off the
 	// machine: its upstream is on loopback, and a dead proxy catches the rest.
 	cmd.Env = append(filterEnv(os.Environ(), "GOPROXY", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"),
@@ -169,4 +176,23 @@ next:
 func tailFile(path string, n int) string {
 	data, _ := os.ReadFile(path)
 	return string(tail(data, n))
+}
+
+// repoRoot finds the repository root (the directory holding go.mod) above the
+// working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("bench: no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
