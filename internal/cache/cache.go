@@ -159,7 +159,7 @@ func (c *Cache) refresh(ctx context.Context, spec Spec) (*Entry, error) {
 		c.m.Cache.WithLabelValues("miss").Inc()
 		return c.open(ctx, spec.Key, "miss", f.source)
 	}
-	if errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone) || ctx.Err() != nil {
+	if (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) && !sourceUnavailable(err) || ctx.Err() != nil {
 		return nil, err
 	}
 	c.log.WarnContext(ctx, "serving stale object: every source failed", "key", spec.Key, "err", err)
@@ -216,7 +216,7 @@ func (c *Cache) run(f *fill, spec Spec) {
 	defer cancel()
 
 	err := c.fetchInto(ctx, f, spec)
-	if err != nil && (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) {
+	if err != nil && (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) && !sourceUnavailable(err) {
 		c.neg.put(spec.Key, err, c.cfg.NegativeTTL)
 	}
 	// Forget before finishing: a request arriving after this point must find the
