@@ -22,7 +22,10 @@ each object takes modgate's normal path (authentication, policy, upstream fetch,
 verification, cache, audit) and lands in the cache every replica serves from.
 
   --go-sum   every "module version" and "module version/go.mod" line: exactly
-             the .zip and .mod set 'go mod download all' needs for that build
+             the .zip and .mod set that building the project (and 'go mod
+             download' with no arguments) needs
+  --graph    also every version each synced go.mod requires, transitively: a
+             superset of what 'go mod download all' fetches
   --go-mod   the go.mod's require lines (for the whole graph pass the go.sum)
   --modules  comma-separated: path@version, or a bare path for its newest
              --latest release versions
@@ -49,6 +52,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	modules := fs.String("modules", "", "comma-separated module@version entries or bare module paths")
 	latest := fs.Int("latest", 1, "how many newest release versions of each bare module path")
 	concurrency := fs.Int("concurrency", 8, "parallel fetches")
+	graph := fs.Bool("graph", false, "also sync every version each synced go.mod requires, transitively (for 'go mod download all')")
 	jsonOut := fs.Bool("json", false, "print the JSON summary even on a terminal")
 	var rf remoteFlags
 	rf.register(fs)
@@ -116,7 +120,7 @@ func runSync(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	hc.Timeout = 0 // zips may be large; the transport bounds connection set-up
 
-	s := &mirror.Syncer{BaseURL: proxy, Client: hc, Token: token, Concurrency: *concurrency, Latest: *latest}
+	s := &mirror.Syncer{BaseURL: proxy, Client: hc, Token: token, Concurrency: *concurrency, Latest: *latest, Graph: *graph}
 	tty := isTerminal(stdout) && !*jsonOut
 	var mu sync.Mutex
 	if tty {

@@ -33,6 +33,12 @@ type Syncer struct {
 	Latest int
 	// ScratchDir holds zips while they are hashed; "" uses the system default.
 	ScratchDir string
+	// Graph also syncs, transitively, every module version each synced go.mod
+	// requires — .info, .mod and .zip — which is a superset of what `go mod
+	// download all` fetches (it sees the pruned graph). Without it only the
+	// targets themselves are synced, which for a go.sum is what builds and
+	// `go mod download` with no arguments need.
+	Graph bool
 	// Progress, when set, is called after every finished object.
 	Progress func(done, total, failed int)
 }
@@ -84,53 +90,75 @@ func (s *Syncer) Run(ctx context.Context, targets []Target, bare []string) (Summ
 			targets = append(targets, Target{Path: p, Version: v})
 		}
 	}
+	if s.Graph {
+		// `go mod download all` fetches the zip of every module in the graph.
+		for i := range targets {
+			targets[i].ModOnly = false
+		}
+	}
 	targets = dedupe(targets)
-	sum.Modules = len(targets)
 
 	type job struct {
 		t   Target
 		ext string
 	}
-	var jobs []job
-	for _, t := range targets {
-		jobs = append(jobs, job{t, ".info"}, job{t, ".mod"})
-		if !t.ModOnly {
-			jobs = append(jobs, job{t, ".zip"})
-		}
-	}
-	var done, failed atomic.Int64
+	var done, failed, total atomic.Int64
 	var bytesN atomic.Int64
-	ch := make(chan job)
-	var wg sync.WaitGroup
-	for range max(s.Concurrency, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range ch {
-				n, err := s.fetch(ctx, j.t, j.ext)
-				bytesN.Add(n)
-				if err != nil {
-					failed.Add(1)
-					fail(j.t.String()+" "+j.ext, err)
-				}
-				d := done.Add(1)
-				if s.Progress != nil {
-					s.Progress(int(d), len(jobs), int(failed.Load()))
-				}
+	seen := map[string]bool{}
+	for wave := targets; len(wave) > 0 && ctx.Err() == nil; {
+		var jobs []job
+		for _, t := range wave {
+			seen[t.String()] = true
+			jobs = append(jobs, job{t, ".info"}, job{t, ".mod"})
+			if !t.ModOnly {
+				jobs = append(jobs, job{t, ".zip"})
 			}
-		}()
-	}
-	for _, j := range jobs {
-		select {
-		case ch <- j:
-		case <-ctx.Done():
 		}
-		if ctx.Err() != nil {
-			break
+		sum.Modules += len(wave)
+		total.Add(int64(len(jobs)))
+		var next []Target
+		ch := make(chan job)
+		var wg sync.WaitGroup
+		for range max(s.Concurrency, 1) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range ch {
+					n, reqs, err := s.fetch(ctx, j.t, j.ext)
+					bytesN.Add(n)
+					if err != nil {
+						failed.Add(1)
+						fail(j.t.String()+" "+j.ext, err)
+					}
+					if s.Graph && len(reqs) > 0 {
+						mu.Lock()
+						next = append(next, reqs...)
+						mu.Unlock()
+					}
+					d := done.Add(1)
+					if s.Progress != nil {
+						s.Progress(int(d), int(total.Load()), int(failed.Load()))
+					}
+				}
+			}()
+		}
+	feed:
+		for _, j := range jobs {
+			select {
+			case ch <- j:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+		close(ch)
+		wg.Wait()
+		wave = nil
+		for _, t := range dedupe(next) {
+			if !seen[t.String()] {
+				wave = append(wave, t)
+			}
 		}
 	}
-	close(ch)
-	wg.Wait()
 	sum.Objects += int(done.Load() - failed.Load())
 	sum.Bytes = bytesN.Load()
 	sum.Seconds = time.Since(start).Seconds()
@@ -138,7 +166,7 @@ func (s *Syncer) Run(ctx context.Context, targets []Target, bare []string) (Summ
 		return sum, fmt.Errorf("mirror: sync interrupted: %w", err)
 	}
 	if sum.Failed > 0 {
-		return sum, fmt.Errorf("mirror: %d of %d objects failed", sum.Failed, len(jobs)+len(bare))
+		return sum, fmt.Errorf("mirror: %d of %d objects failed", sum.Failed, int(total.Load())+len(bare))
 	}
 	return sum, nil
 }
@@ -169,49 +197,55 @@ func cmp(a, b string) string {
 
 // fetch gets one object and verifies it: a .mod or .zip against the go.sum hash
 // when one was given (a mismatch is reported loudly, as the go command would).
-func (s *Syncer) fetch(ctx context.Context, t Target, ext string) (int64, error) {
+func (s *Syncer) fetch(ctx context.Context, t Target, ext string) (n int64, requires []Target, err error) {
 	escVer, err := module.EscapeVersion(t.Version)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	suffix := "/@v/" + escVer + ext
 	if ext != ".zip" {
 		body, err := s.get(ctx, t.Path, suffix, nil)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if ext == ".mod" && t.ModSum != "" {
 			h, err := GoModHash(body)
 			if err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			if h != t.ModSum {
-				return 0, fmt.Errorf("%w: %s/go.mod: modgate served %s, go.sum says %s", ErrHashMismatch, t, h, t.ModSum)
+				return 0, nil, fmt.Errorf("%w: %s/go.mod: modgate served %s, go.sum says %s", ErrHashMismatch, t, h, t.ModSum)
 			}
 		}
-		return int64(len(body)), nil
+		if ext == ".mod" && s.Graph {
+			requires, err = ParseGoMod(t.String()+"/go.mod", body)
+			if err != nil {
+				return 0, nil, err
+			}
+		}
+		return int64(len(body)), requires, nil
 	}
 	f, err := os.CreateTemp(s.ScratchDir, "sync-*.zip")
 	if err != nil {
-		return 0, fmt.Errorf("mirror: %w", err)
+		return 0, nil, fmt.Errorf("mirror: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	if _, err := s.get(ctx, t.Path, suffix, f); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	h, err := dirhash.HashZip(f.Name(), dirhash.Hash1)
 	if err != nil {
-		return st.Size(), fmt.Errorf("mirror: %s: hashing zip: %w", t, err)
+		return st.Size(), nil, fmt.Errorf("mirror: %s: hashing zip: %w", t, err)
 	}
 	if t.ZipSum != "" && h != t.ZipSum {
-		return st.Size(), fmt.Errorf("%w: %s: modgate served %s, go.sum says %s", ErrHashMismatch, t, h, t.ZipSum)
+		return st.Size(), nil, fmt.Errorf("%w: %s: modgate served %s, go.sum says %s", ErrHashMismatch, t, h, t.ZipSum)
 	}
-	return st.Size(), nil
+	return st.Size(), nil, nil
 }
 
 // get fetches modulePath+suffix. With w set the body is copied there; otherwise it
