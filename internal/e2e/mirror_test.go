@@ -5,16 +5,22 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/gotest"
+	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/mirror"
 	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/sumdbtest"
 )
@@ -258,4 +264,65 @@ func assertNoObjects(t *testing.T, dir string) {
 		}
 		return nil
 	})
+}
+
+// A scheduled sync job runs inside modgate through its own handler: the latest N
+// versions of each listed module land in the cache, and the metrics say so.
+func TestScheduledSyncInProcess(t *testing.T) {
+	up, _ := mirrorUpstream(t)
+	cfg := config.Defaults()
+	cfg.Cache.Dir = t.TempDir()
+	cfg.Upstream.Proxies = up.URL
+	cfg.SumDB.Names = nil
+	reg := prometheus.NewRegistry()
+	s, err := server.New(server.Options{Config: cfg, Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := &identity.Identity{Subject: "modgate-sync", Method: identity.MethodInternal}
+	sched := mirror.NewScheduler(nil, s.InProcessTransport(id), t.TempDir(), slog.New(slog.DiscardHandler), reg)
+	sum := sched.RunJob(context.Background(), "0", mirror.Job{Modules: []string{proxytest.RetractPath, proxytest.HelloV2Path + "@v2.0.0"}, Latest: 2})
+	if sum.Failed != 0 {
+		t.Fatalf("scheduled sync failures: %+v", sum.Failures)
+	}
+	for _, p := range []string{
+		proxytest.ZipPath(proxytest.RetractPath, "v1.2.0"), proxytest.ZipPath(proxytest.RetractPath, "v1.1.0"),
+		proxytest.ZipPath(proxytest.HelloV2Path, "v2.0.0"),
+	} {
+		if up.Hits(p) != 1 {
+			t.Errorf("%s fetched %d times, want 1", p, up.Hits(p))
+		}
+	}
+	if up.Hits(proxytest.ZipPath(proxytest.RetractPath, "v1.0.0")) != 0 {
+		t.Errorf("latest 2 synced the third-newest version too")
+	}
+	// In the cache: the in-process requests took the normal cache path (the
+	// server admits no anonymous caller, so the sync's own identity was used).
+	if _, err := s.Cache().Store().Stat(context.Background(), "mod/mod.test/retract/@v/v1.2.0.zip"); err != nil {
+		t.Errorf("synced zip not in the cache: %v", err)
+	}
+	if got := testutil.ToFloat64(metricVec(t, reg, "modgate_mirror_sync_objects_total")); got != float64(sum.Objects) || got < 7 {
+		t.Errorf("objects metric = %v, summary %d", got, sum.Objects)
+	}
+	if got := testutil.ToFloat64(metricVec(t, reg, "modgate_mirror_sync_last_success_timestamp_seconds")); got == 0 {
+		t.Errorf("last success time not set")
+	}
+}
+
+// metricVec finds a registered collector by metric name.
+func metricVec(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) == 1 {
+			m := mf.Metric[0]
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return v })
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return nil
 }
