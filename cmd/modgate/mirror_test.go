@@ -12,7 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/pgtest"
 	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
 )
@@ -90,5 +92,39 @@ func TestSyncAndBundleCommands(t *testing.T) {
 	}
 	if err := json.Unmarshal(out.Bytes(), &line); err != nil || line.Action != "bundle-import" || !line.OK || line.Installed != 3 {
 		t.Errorf("import line %q: %+v", out.String(), line)
+	}
+}
+
+// With a database configured, export and import are on the audit trail.
+func TestBundleAudited(t *testing.T) {
+	t.Parallel()
+	pool, dbURL := pgtest.NewPool(t)
+	dir := t.TempDir()
+	cacheDir := filepath.Join(dir, "cache")
+	os.MkdirAll(filepath.Join(cacheDir, "mod/mod.test/x/@v"), 0o755)
+	os.WriteFile(filepath.Join(cacheDir, "mod/mod.test/x/@v/list"), []byte("v1.0.0\n"), 0o644)
+	cfgFile := filepath.Join(dir, "modgate.yaml")
+	os.WriteFile(cfgFile, []byte("cache:\n  dir: "+cacheDir+"\ndatabase:\n  url: "+dbURL+"\n  migrate: false\naudit:\n  spool_dir: "+filepath.Join(dir, "spool")+"\n"), 0o644)
+	bundle := filepath.Join(dir, "b.tar.zst")
+	var out, errOut bytes.Buffer
+	if err := runBundle(context.Background(), []string{"export", "--config", cfgFile, "--all", "--out", bundle}, &out, &errOut); err != nil {
+		t.Fatalf("export: %v %s", err, errOut.String())
+	}
+	if err := runBundle(context.Background(), []string{"import", "--config", cfgFile, "--cache-dir", t.TempDir(), bundle}, &out, &errOut); err != nil {
+		t.Fatalf("import: %v %s", err, errOut.String())
+	}
+	if errOut.Len() > 0 {
+		t.Errorf("stderr: %s", errOut.String())
+	}
+	rows, _, err := audit.Query(context.Background(), pool, audit.Filter{Actions: []audit.Action{"bundle-export", "bundle-import"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[audit.Action]bool{}
+	for _, r := range rows {
+		got[r.Action] = r.Outcome == audit.OutcomeServed && r.Source == bundle
+	}
+	if !got["bundle-export"] || !got["bundle-import"] {
+		t.Errorf("audit rows %+v: want a served bundle-export and bundle-import naming %s", rows, bundle)
 	}
 }

@@ -162,7 +162,11 @@ func (c *Cache) refresh(ctx context.Context, spec Spec) (*Entry, error) {
 	if (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) && !sourceUnavailable(err) || ctx.Err() != nil {
 		return nil, err
 	}
-	c.log.WarnContext(ctx, "serving stale object: every source failed", "key", spec.Key, "err", err)
+	if sourceUnavailable(err) {
+		c.log.DebugContext(ctx, "serving stored object: offline", "key", spec.Key)
+	} else {
+		c.log.WarnContext(ctx, "serving stale object: every source failed", "key", spec.Key, "err", err)
+	}
 	c.m.Cache.WithLabelValues("stale").Inc()
 	return c.open(ctx, spec.Key, "stale", "cache")
 }
