@@ -12,8 +12,9 @@ import (
 
 // newChain builds the upstream chain: upstream.mirrors when set (each with its own
 // TLS, credentials, timeouts and concurrency limit), else the upstream.proxies
-// GOPROXY-style list sharing one transport. In offline mode the chain contacts no
-// mirror at all.
+// GOPROXY-style list sharing one transport (Options.UpstreamTransport, when set,
+// applies to that list only: a mirror with its own settings has its own client).
+// In offline mode the chain contacts no mirror at all.
 func newChain(cfg config.Config, transport http.RoundTripper, log *slog.Logger, m *metrics.Metrics) (*upstream.Chain, error) {
 	ucfg := upstream.Config{
 		ConnectTimeout:  cfg.Upstream.ConnectTimeout.D(),
