@@ -69,6 +69,7 @@ require (
 require github.com/jackc/pgx/v5 v5.12.0
 
 require (
+	github.com/klauspost/compress v1.20.1
 	github.com/open-policy-agent/opa v1.22.2
 	golang.org/x/sync v0.25.0
 )

@@ -21,6 +21,8 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/database"
+	"github.com/modgate/modgate/internal/identity"
+	"github.com/modgate/modgate/internal/mirror"
 	"github.com/modgate/modgate/internal/policy"
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/server"
@@ -161,10 +163,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		})
 		a.policy = engine
 	}
+	a.startMirrorSync(reg)
 	if a.pool != nil {
 		a.server.AddReadyCheck("database", func(ctx context.Context) (string, error) { return "", a.pool.Ping(ctx) })
 	}
 	return a, nil
+}
+
+// startMirrorSync runs the scheduled syncs of mirror.sync until Close. They are
+// served in-process as the "modgate-sync" identity, so policy decides what they
+// may warm and the audit trail records every object they fetch.
+func (a *App) startMirrorSync(reg prometheus.Registerer) {
+	if len(a.cfg.Mirror.Sync) == 0 {
+		return
+	}
+	jobs := make([]mirror.Job, len(a.cfg.Mirror.Sync))
+	for i, j := range a.cfg.Mirror.Sync {
+		jobs[i] = mirror.Job{Every: j.Every.D(), OnStart: j.OnStart, Modules: j.Modules, Latest: j.Latest, Concurrency: j.Concurrency}
+	}
+	id := &identity.Identity{Subject: "modgate-sync", Method: identity.MethodInternal}
+	sched := mirror.NewScheduler(jobs, a.server.InProcessTransport(id), a.server.Cache().Store().ScratchDir(), a.log, reg)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sched.Run(ctx); close(done) }()
+	a.closers = append(a.closers, func() { stop(); <-done })
 }
 
 // authenticator builds the Bearer/Basic authenticator from the OIDC and API token

@@ -159,10 +159,14 @@ func (c *Cache) refresh(ctx context.Context, spec Spec) (*Entry, error) {
 		c.m.Cache.WithLabelValues("miss").Inc()
 		return c.open(ctx, spec.Key, "miss", f.source)
 	}
-	if errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone) || ctx.Err() != nil {
+	if (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) && !sourceUnavailable(err) || ctx.Err() != nil {
 		return nil, err
 	}
-	c.log.WarnContext(ctx, "serving stale object: every source failed", "key", spec.Key, "err", err)
+	if sourceUnavailable(err) {
+		c.log.DebugContext(ctx, "serving stored object: offline", "key", spec.Key)
+	} else {
+		c.log.WarnContext(ctx, "serving stale object: every source failed", "key", spec.Key, "err", err)
+	}
 	c.m.Cache.WithLabelValues("stale").Inc()
 	return c.open(ctx, spec.Key, "stale", "cache")
 }
@@ -216,7 +220,7 @@ func (c *Cache) run(f *fill, spec Spec) {
 	defer cancel()
 
 	err := c.fetchInto(ctx, f, spec)
-	if err != nil && (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) {
+	if err != nil && (errors.Is(err, derrors.NotFound) || errors.Is(err, derrors.Gone)) && !sourceUnavailable(err) {
 		c.neg.put(spec.Key, err, c.cfg.NegativeTTL)
 	}
 	// Forget before finishing: a request arriving after this point must find the

@@ -40,6 +40,8 @@ type Config struct {
 	Auth     Auth           `yaml:"auth"`
 	Database Database       `yaml:"database"`
 	Publish  Publish        `yaml:"publish"`
+	// Mirror schedules pre-warm syncs run inside `modgate serve` (docs/mirror.md).
+	Mirror Mirror `yaml:"mirror"`
 }
 
 // Publish configures publishing private module versions into modgate
@@ -283,6 +285,37 @@ type Upstream struct {
 	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
 	Retries         int      `yaml:"retries"`
 	RetryBackoff    Duration `yaml:"retry_backoff"`
+	// Mirrors is the chain with per-mirror TLS, credentials, timeouts and
+	// concurrency (docs/mirror.md). It replaces proxies: setting both is an error,
+	// and with mirrors set modgate's own $GOPROXY is not consulted.
+	Mirrors []UpstreamMirror `yaml:"mirrors"`
+	// Offline serves only what is cached; everything else is a 404 "not in the
+	// offline mirror". No upstream is contacted.
+	Offline bool `yaml:"offline"`
+}
+
+// UpstreamMirror is one mirror of upstream.mirrors, with its own connection
+// settings: an internal Artifactory or Nexus behind a private CA, requiring a
+// client certificate or Basic credentials.
+type UpstreamMirror struct {
+	URL string `yaml:"url"`
+	// OnError is what a failure other than 404/410 does: "fail" (default, like
+	// "," in GOPROXY) surfaces it, "next" (like "|") tries the next mirror.
+	OnError string `yaml:"on_error"`
+	// CAFile is a PEM bundle trusted for this mirror instead of the system roots.
+	CAFile string `yaml:"ca_file"`
+	// ClientCertFile and ClientKeyFile are presented to mirrors that require mTLS.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
+	// Username and PasswordFile are sent as HTTP Basic credentials.
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"password_file"`
+	// Timeouts override upstream.*_timeout for this mirror; 0 keeps those.
+	ConnectTimeout  Duration `yaml:"connect_timeout"`
+	HeaderTimeout   Duration `yaml:"header_timeout"`
+	BodyIdleTimeout Duration `yaml:"body_idle_timeout"`
+	// MaxConcurrency bounds concurrent requests to this mirror; 0 is unlimited.
+	MaxConcurrency int `yaml:"max_concurrency"`
 }
 
 // SumDB configures the checksum database proxy.
@@ -305,6 +338,57 @@ type Server struct {
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Validate checks one mirror entry.
+func (m *UpstreamMirror) Validate() error {
+	u, err := url.Parse(m.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("upstream.mirrors: invalid url %q: need http(s)://host[/path]", m.URL)
+	}
+	if u.User != nil {
+		return fmt.Errorf("upstream.mirrors: %s: put credentials in username and password_file, not the URL", u.Host)
+	}
+	if (m.ClientCertFile == "") != (m.ClientKeyFile == "") {
+		return fmt.Errorf("upstream.mirrors: %s: client_cert_file and client_key_file go together", u.Host)
+	}
+	if (m.Username == "") != (m.PasswordFile == "") {
+		return fmt.Errorf("upstream.mirrors: %s: username and password_file go together", u.Host)
+	}
+	if u.Scheme == "http" && (m.Username != "" || m.ClientCertFile != "" || m.CAFile != "") {
+		return fmt.Errorf("upstream.mirrors: %s: credentials and TLS settings need an https url", u.Host)
+	}
+	if m.MaxConcurrency < 0 || m.ConnectTimeout < 0 || m.HeaderTimeout < 0 || m.BodyIdleTimeout < 0 {
+		return fmt.Errorf("upstream.mirrors: %s: timeouts and max_concurrency must not be negative", u.Host)
+	}
+	switch m.OnError {
+	case "", "fail", "next":
+	default:
+		return fmt.Errorf("upstream.mirrors: %s: on_error %q: want fail or next", u.Host, m.OnError)
+	}
+	return nil
+}
+
+// Mirror configures mirror operations inside `modgate serve`.
+type Mirror struct {
+	// Sync lists scheduled pre-warm jobs.
+	Sync []SyncJob `yaml:"sync"`
+}
+
+// SyncJob re-syncs a list of modules into the cache on a schedule.
+type SyncJob struct {
+	// Every is the interval between runs; the first run starts one interval after
+	// start-up unless on_start is set.
+	Every   Duration `yaml:"every"`
+	OnStart bool     `yaml:"on_start"`
+	// Modules are module paths (each synced at its latest N versions) or exact
+	// module@version entries.
+	Modules []string `yaml:"modules"`
+	// Latest is how many of the newest release versions of each bare module path to
+	// sync; 0 means 1.
+	Latest int `yaml:"latest"`
+	// Concurrency bounds parallel fetches; 0 means 4.
+	Concurrency int `yaml:"concurrency"`
 }
 
 // Defaults returns the configuration used for keys a file leaves out.
@@ -416,6 +500,25 @@ func (c *Config) Validate() error {
 	if c.Database.URL != "" && c.Database.URLFile != "" {
 		errs = append(errs, "database: set url or url_file, not both")
 	}
+	if c.Upstream.Proxies != "" && len(c.Upstream.Mirrors) > 0 {
+		errs = append(errs, "upstream: set proxies or mirrors, not both")
+	}
+	for i := range c.Upstream.Mirrors {
+		if err := c.Upstream.Mirrors[i].Validate(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	for i, j := range c.Mirror.Sync {
+		if j.Every.D() < time.Minute {
+			errs = append(errs, fmt.Sprintf("mirror.sync[%d].every must be at least 1m", i))
+		}
+		if len(j.Modules) == 0 {
+			errs = append(errs, fmt.Sprintf("mirror.sync[%d].modules must not be empty", i))
+		}
+		if j.Latest < 0 || j.Latest > 100 || j.Concurrency < 0 || j.Concurrency > 64 {
+			errs = append(errs, fmt.Sprintf("mirror.sync[%d]: latest must be 0..100 and concurrency 0..64", i))
+		}
+	}
 	if c.Auth.FailureBurst < 0 || c.Auth.FailureRefill < 0 {
 		errs = append(errs, "auth: failure limits must not be negative")
 	}
@@ -443,6 +546,13 @@ func isLoopback(addr string) bool {
 // UpstreamList returns the configured mirror list, falling back to the
 // environment's GOPROXY and then to the public mirror.
 func (c *Config) UpstreamList() string {
+	if len(c.Upstream.Mirrors) > 0 {
+		names := make([]string, len(c.Upstream.Mirrors))
+		for i, m := range c.Upstream.Mirrors {
+			names[i] = m.URL
+		}
+		return strings.Join(names, ",")
+	}
 	if c.Upstream.Proxies != "" {
 		return c.Upstream.Proxies
 	}

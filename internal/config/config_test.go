@@ -63,6 +63,26 @@ func TestLoad(t *testing.T) {
 		{name: "fail/private-route-both-passwords", yaml: "private:\n  routes:\n    - {pattern: b.example/*, repo: \"https://git.example/{path}\", credentials: {password_file: f, password_env: E}}\n", wantErr: "not both"},
 		{name: "fail/private-route-ssh-without-known-hosts", yaml: "private:\n  routes:\n    - {pattern: b.example/*, repo: \"ssh://git.example/{path}\", credentials: {ssh_key_file: k}}\n", wantErr: "known_hosts_file"},
 		{name: "fail/private-route-bad-glob", yaml: "private:\n  routes:\n    - {pattern: \"b.example/[\", repo: \"https://git.example/{path}\"}\n", wantErr: "invalid glob"},
+		{name: "ok/mirrors", yaml: "upstream:\n  offline: true\n  mirrors:\n    - url: https://nexus.corp.example/go\n      ca_file: ca.pem\n      username: ci\n      password_file: pw\n      header_timeout: 1m\n      max_concurrency: 8\n      on_error: next\n", check: func(t *testing.T, c Config) {
+			m := c.Upstream.Mirrors[0]
+			if !c.Upstream.Offline || m.URL != "https://nexus.corp.example/go" || m.HeaderTimeout.D() != time.Minute || m.MaxConcurrency != 8 || m.OnError != "next" {
+				t.Errorf("mirror = %+v", m)
+			}
+			if c.UpstreamList() != "https://nexus.corp.example/go" {
+				t.Errorf("UpstreamList = %q", c.UpstreamList())
+			}
+		}},
+		{name: "fail/proxies-and-mirrors", yaml: "upstream:\n  proxies: https://a\n  mirrors: [{url: https://b}]\n", wantErr: "proxies or mirrors, not both"},
+		{name: "fail/mirror-credentials-in-url", yaml: "upstream:\n  mirrors: [{url: \"https://u:p@b\"}]\n", wantErr: "not the URL"},
+		{name: "fail/mirror-cert-without-key", yaml: "upstream:\n  mirrors: [{url: https://b, client_cert_file: c.pem}]\n", wantErr: "go together"},
+		{name: "fail/mirror-credentials-over-http", yaml: "upstream:\n  mirrors: [{url: http://b, username: u, password_file: p}]\n", wantErr: "need an https url"},
+		{name: "ok/sync-job", yaml: "mirror:\n  sync:\n    - every: 24h\n      modules: [golang.org/x/text]\n      latest: 3\n", check: func(t *testing.T, c Config) {
+			if j := c.Mirror.Sync[0]; j.Every.D() != 24*time.Hour || j.Latest != 3 || j.Modules[0] != "golang.org/x/text" {
+				t.Errorf("job = %+v", j)
+			}
+		}},
+		{name: "fail/sync-too-often", yaml: "mirror:\n  sync: [{every: 1s, modules: [a.test/x]}]\n", wantErr: "at least 1m"},
+		{name: "fail/sync-no-modules", yaml: "mirror:\n  sync: [{every: 1h}]\n", wantErr: "modules must not be empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

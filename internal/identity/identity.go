@@ -12,6 +12,7 @@ const (
 	MethodMTLS      Method = "mtls"      // verified client certificate
 	MethodOIDC      Method = "oidc"      // OIDC ID/access token
 	MethodToken     Method = "token"     // modgate API token
+	MethodInternal  Method = "internal"  // modgate's own background work (scheduled mirror sync)
 )
 
 // Identity is a verified caller.

@@ -23,7 +23,6 @@ import (
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/upstream"
-	"github.com/modgate/modgate/internal/version"
 )
 
 // Options are the server's dependencies. Zero values get sensible defaults where
@@ -101,18 +100,10 @@ func New(opts Options) (*Server, error) {
 		}
 		store = d
 	}
-	entries, err := upstream.ParseList(cfg.UpstreamList())
+	chain, err := newChain(cfg, opts.UpstreamTransport, log, m)
 	if err != nil {
 		return nil, err
 	}
-	chain := upstream.NewChain(entries, upstream.Config{
-		ConnectTimeout:  cfg.Upstream.ConnectTimeout.D(),
-		HeaderTimeout:   cfg.Upstream.HeaderTimeout.D(),
-		BodyIdleTimeout: cfg.Upstream.BodyIdleTimeout.D(),
-		Retries:         cfg.Upstream.Retries,
-		RetryBackoff:    cfg.Upstream.RetryBackoff.D(),
-		UserAgent:       "modgate/" + version.Version,
-	}, opts.UpstreamTransport, log, m)
 
 	s := &Server{
 		cfg:        cfg,

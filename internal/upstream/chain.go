@@ -29,6 +29,13 @@ type Entry struct {
 	// list: any error moves on to the next mirror. After "," only 404 and 410 do, so
 	// an outage of the first mirror surfaces instead of silently using the next.
 	FallThroughAnyError bool
+
+	// Per-mirror connection settings (NewMirror); zero values use the chain's.
+	client   *http.Client
+	sem      chan struct{} // bounds concurrent requests; nil is unlimited
+	username string
+	password string
+	idle     time.Duration
 }
 
 // Name is the mirror's URL without credentials, for logs, metrics and audit.
@@ -73,6 +80,9 @@ type Config struct {
 	Retries         int           // extra attempts per mirror on 429, 5xx and network errors
 	RetryBackoff    time.Duration // first backoff; doubles per attempt, with jitter
 	UserAgent       string
+	// Offline answers every fetch with a not-found "not in the offline mirror"
+	// without contacting any mirror, so only cached objects are served.
+	Offline bool
 }
 
 // Chain is an ordered list of mirrors.
@@ -122,6 +132,9 @@ type Response struct {
 // is retried or falls through like any other. That is right for small objects;
 // zips stream (buffer 0), and a broken zip transfer fails the request.
 func (c *Chain) Fetch(ctx context.Context, path string, buffer int64) (*Response, error) {
+	if c.cfg.Offline {
+		return nil, offlineError(path)
+	}
 	if len(c.entries) == 0 {
 		return nil, derrors.New(derrors.NotFound, "not found: no upstream mirror configured")
 	}
@@ -184,11 +197,27 @@ func (c *Chain) try(ctx context.Context, e Entry, path string) (_ *Response, ret
 		return nil, -1, fmt.Errorf("upstream: %w", err)
 	}
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
+	if e.username != "" {
+		req.SetBasicAuth(e.username, e.password)
+	}
 	name := e.Name()
+	client, idle := c.client, c.cfg.BodyIdleTimeout
+	if e.client != nil {
+		client = e.client
+	}
+	if e.idle > 0 {
+		idle = e.idle
+	}
+	release, err := e.acquire(rctx)
+	if err != nil {
+		cancel()
+		return nil, -1, err
+	}
 	start := time.Now()
-	resp, err := c.client.Do(req)
+	resp, err := client.Do(req)
 	c.m.UpstreamLatency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	if err != nil {
+		release()
 		cancel()
 		if ctx.Err() != nil {
 			return nil, -1, ctx.Err()
@@ -204,12 +233,15 @@ func (c *Chain) try(ctx context.Context, e Entry, path string) (_ *Response, ret
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		c.m.UpstreamFetches.WithLabelValues(name, "ok").Inc()
-		body := newIdleTimeoutBody(resp.Body, c.cfg.BodyIdleTimeout, cancel)
+		// The concurrency slot is held until the body is closed: a transfer in
+		// progress is load on the mirror.
+		body := newIdleTimeoutBody(resp.Body, idle, func() { cancel(); release() })
 		return &Response{Body: body, Size: resp.ContentLength, Source: name}, 0, nil
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		msg := readMessage(resp.Body)
 		resp.Body.Close()
 		cancel()
+		release()
 		c.m.UpstreamFetches.WithLabelValues(name, "not_found").Inc()
 		kind := derrors.NotFound
 		if resp.StatusCode == http.StatusGone {
@@ -222,6 +254,7 @@ func (c *Chain) try(ctx context.Context, e Entry, path string) (_ *Response, ret
 	default:
 		resp.Body.Close()
 		cancel()
+		release()
 		c.m.UpstreamFetches.WithLabelValues(name, "error").Inc()
 		err := derrors.New(derrors.BadUpstream, "upstream mirror answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
