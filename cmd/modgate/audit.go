@@ -75,22 +75,6 @@ func newAuditFlags(name, usage string, stderr io.Writer) (*flag.FlagSet, outputF
 	return fs, o
 }
 
-// parseFlags parses args, allowing positional arguments before the flags
-// ("who-pulled M@V --since 90d"), and returns the positionals.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := newAuditFlags("query", "query [flags]", stderr)
 	module := fs.String("module", "", "module path, or a glob with * (github.com/acme/*)")
@@ -101,7 +85,7 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	outcome := fs.String("outcome", "", "comma-separated outcomes: served,denied,unauthenticated,not_found,gone,invalid,error")
 	since := fs.String("since", "", "start: a duration back from now (90d, 12h) or a date/RFC 3339 time")
 	until := fs.String("until", "", "end (exclusive), same forms as --since")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}
@@ -126,7 +110,7 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func auditWhoPulled(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := newAuditFlags("who-pulled", "who-pulled MODULE[@VERSION] [flags]", stderr)
-	pos, err := parseFlags(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}
@@ -141,7 +125,7 @@ func auditWhoPulled(ctx context.Context, args []string, stdout, stderr io.Writer
 func auditTeamPulls(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, o := newAuditFlags("team-pulls", "team-pulls TEAM [--since 90d] [flags]", stderr)
 	since := fs.String("since", "90d", "start: a duration back from now (90d, 12h) or a date/RFC 3339 time")
-	pos, err := parseFlags(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagErr(err)
 	}

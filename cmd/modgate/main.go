@@ -98,3 +98,20 @@ func newFlagSet(name, summary string, stderr io.Writer) *flag.FlagSet {
 	}
 	return fs
 }
+
+// parseInterspersed parses flags before and after positional arguments
+// ("token revoke ID --database-url U", "audit who-pulled M@V --since 90d"), which
+// flag.Parse alone stops at, and returns the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

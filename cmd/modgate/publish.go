@@ -105,22 +105,6 @@ func netrcPassword(path string, u *url.URL) (string, error) {
 	return "", fmt.Errorf("no credential for %s: pass --token, set MODGATE_TOKEN or run 'modgate login %s'", u.Host, u.String())
 }
 
-// parseInterspersed parses flags before and after positional arguments and
-// returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 // runPublish implements `modgate publish`.
 func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)

@@ -70,23 +70,6 @@ func tokenFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	return fs, dbURL
 }
 
-// tokenParseArgs parses flags before and after positional arguments
-// (`token revoke ID --database-url U`), which flag.Parse alone stops at, and
-// returns the positional arguments. A help request returns flag.ErrHelp.
-func tokenParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
-
 // tokenListFlag collects a repeatable flag; each value may also be comma-separated.
 type tokenListFlag []string
 
@@ -148,7 +131,7 @@ func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	createdBy := fs.String("created-by", tokenOperator(), "who creates it, for the record")
 	proxyURL := fs.String("proxy-url", "", "modgate URL as used in GOPROXY; prints the .netrc line to use")
 	secretOnly := fs.Bool("secret-only", false, "print only the secret (for scripts)")
-	pos, err := tokenParseArgs(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return tokenFinish(err)
 	}
@@ -207,7 +190,7 @@ func runTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs, dbURL := tokenFlags("list", stderr)
 	subject := fs.String("subject", "", "only this subject's tokens")
 	all := fs.Bool("all", false, "include revoked and expired tokens")
-	pos, err := tokenParseArgs(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return tokenFinish(err)
 	}
@@ -247,7 +230,7 @@ func runTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runTokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, dbURL := tokenFlags("revoke", stderr)
 	by := fs.String("by", tokenOperator(), "who revokes it, for the record")
-	pos, err := tokenParseArgs(fs, args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return tokenFinish(err)
 	}
