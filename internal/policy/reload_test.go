@@ -56,7 +56,7 @@ func TestReloadOnDataChange(t *testing.T) {
 	}
 	writeFile(t, dir, "owners.yaml", edited)
 
-	waitFor(t, 5*time.Second, "team web still denied after sharing the prefix with it", func() bool {
+	waitFor(t, 30*time.Second, "team web still denied after sharing the prefix with it", func() bool {
 		d, err := e.Decide(ctx, web)
 		return err == nil && d.Allow
 	})
@@ -139,14 +139,14 @@ func TestWatchRecoversAfterFix(t *testing.T) {
 	}
 
 	writeFile(t, dir, "authz.rego", string(original)+"\nthis is not rego\n")
-	waitFor(t, 5*time.Second, "broken edit not reported in Status", func() bool { return e.Status().LastError != "" })
+	waitFor(t, 30*time.Second, "broken edit not reported in Status", func() bool { return e.Status().LastError != "" })
 	if e.Revision() != good {
 		t.Fatalf("broken policy was loaded")
 	}
 
 	// The fix: a real change, so a new revision.
 	writeFile(t, dir, "authz.rego", string(original)+"\n# reviewed\n")
-	waitFor(t, 5*time.Second, "fixed policy not loaded", func() bool { return e.Revision() != good })
+	waitFor(t, 30*time.Second, "fixed policy not loaded", func() bool { return e.Revision() != good })
 	if st := e.Status(); st.LastError != "" {
 		t.Errorf("LastError = %q after a good reload", st.LastError)
 	}
