@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,8 @@ import (
 	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/policy"
 	"github.com/modgate/modgate/internal/server"
+	"github.com/modgate/modgate/internal/storage"
+	"github.com/modgate/modgate/internal/storage/s3store"
 	"github.com/modgate/modgate/internal/tokens"
 )
 
@@ -70,6 +73,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
+	store, fillLock, err := a.storage(dbURL)
+	if err != nil {
+		return nil, err
+	}
 	var pol server.Policy
 	var engine *policy.Engine
 	if cfg.Policy.Dir != "" {
@@ -93,6 +100,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Registry:      reg,
 		Authenticator: authn,
 		Policy:        pol,
+		Store:         store,
+		FillLock:      fillLock,
 	})
 	if err != nil {
 		return nil, err
@@ -114,6 +123,55 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.server.AddReadyCheck("database", func(ctx context.Context) (string, error) { return "", a.pool.Ping(ctx) })
 	}
 	return a, nil
+}
+
+// fillLockConns bounds the PostgreSQL connections one replica holds for fill locks,
+// and so the number of distinct objects it fetches at once; more wait their turn.
+const fillLockConns = 32
+
+// storage opens the configured object store. A bucket shared with other replicas
+// comes with a fill lock in PostgreSQL, so that one object is fetched from upstream
+// once across all of them; without a database each replica fetches for itself,
+// which is correct (writes are atomic) but multiplies upstream traffic.
+func (a *App) storage(dbURL string) (storage.Store, func(context.Context, string) (func(), error), error) {
+	switch a.cfg.Storage.Backend {
+	case "s3":
+		s3 := a.cfg.Storage.S3
+		ak, sk, err := a.cfg.S3Credentials()
+		if err != nil {
+			return nil, nil, err
+		}
+		store, err := s3store.New(s3store.Config{
+			Endpoint:   s3.Endpoint,
+			Bucket:     s3.Bucket,
+			Prefix:     s3.Prefix,
+			Region:     s3.Region,
+			AccessKey:  ak,
+			SecretKey:  sk,
+			PathStyle:  s3.PathStyle,
+			Insecure:   s3.Insecure,
+			CAFile:     s3.CAFile,
+			ScratchDir: filepath.Join(a.cfg.Cache.Dir, "scratch"),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("app: %w", err)
+		}
+		if dbURL == "" {
+			a.log.Warn("storage: shared bucket without a database: replicas cannot coordinate fills and may each fetch the same object")
+			return store, nil, nil
+		}
+		locker, err := database.NewLocker(dbURL, fillLockConns)
+		if err != nil {
+			return nil, nil, fmt.Errorf("app: %w", err)
+		}
+		return store, locker.Lock, nil
+	default:
+		store, err := storage.NewDisk(a.cfg.Cache.Dir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("app: %w", err)
+		}
+		return store, nil, nil
+	}
 }
 
 // authenticator builds the Bearer/Basic authenticator from the OIDC and API token

@@ -39,6 +39,9 @@ type Options struct {
 	Authenticator Authenticator
 	// Policy decides requests; nil lets every authenticated caller pull anything.
 	Policy Policy
+	// FillLock serializes fills of one object across replicas sharing Store
+	// (cache.Config.Lock); nil when this process is the store's only user.
+	FillLock func(ctx context.Context, key string) (unlock func(), err error)
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -101,7 +104,7 @@ func New(opts Options) (*Server, error) {
 		log:    log,
 		reg:    reg,
 		m:      m,
-		cache:  cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
+		cache:  cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D(), Lock: opts.FillLock}, log, m),
 		chain:  chain,
 		sumdbs: make(map[string]bool),
 		authn:  opts.Authenticator,
