@@ -9,7 +9,8 @@
 // the whole object or nothing, so a reader never sees a partial object. A reader
 // that seeks issues a new ranged GET; every GET of one opened object is pinned to
 // the ETag it was opened at, so a concurrent replacement makes the read fail rather
-// than splice two versions together.
+// than splice two versions together; a reader that does not seek streams the
+// version it opened to the end, whatever writers do meanwhile.
 package s3store
 
 import (
@@ -76,6 +77,7 @@ func (c *Config) Validate() error {
 // Store is a storage.Store over one bucket.
 type Store struct {
 	client  *minio.Client
+	core    minio.Core
 	bucket  string
 	prefix  string
 	scratch string
@@ -135,6 +137,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	return &Store{
 		client:  client,
+		core:    minio.Core{Client: client},
 		bucket:  cfg.Bucket,
 		prefix:  strings.Trim(cfg.Prefix, "/"),
 		scratch: scratch,
@@ -154,39 +157,29 @@ func (s *Store) name(key string) (string, error) {
 	return s.prefix + "/" + key, nil
 }
 
-// openAttempts bounds retries of an Open that keeps losing a race with writers
-// replacing the object between its stat and its first read.
-const openAttempts = 3
-
+// Open starts the GET at once, so the returned object reads the version that
+// existed at Open even if a writer replaces it meanwhile (the open response keeps
+// streaming the old bytes). Only a read after a Seek needs a new, ranged GET; it is
+// pinned to the ETag seen at Open and fails rather than mix two versions.
 func (s *Store) Open(ctx context.Context, key string) (storage.Object, error) {
 	name, err := s.name(key)
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 1; ; attempt++ {
-		st, err := s.client.StatObject(ctx, s.bucket, name, minio.StatObjectOptions{})
-		if err != nil {
-			return nil, mapErr(err, key)
-		}
-		opts := minio.GetObjectOptions{}
-		if err := opts.SetMatchETag(st.ETag); err != nil {
-			return nil, fmt.Errorf("s3store: %s: %w", key, err)
-		}
-		obj, err := s.client.GetObject(ctx, s.bucket, name, opts)
-		if err != nil {
-			return nil, mapErr(err, key)
-		}
-		// GetObject is lazy; Stat sends the first GET now, so a missing or replaced
-		// object is reported here rather than at the first Read.
-		if _, err := obj.Stat(); err != nil {
-			obj.Close()
-			if isPreconditionFailed(err) && attempt < openAttempts {
-				continue
-			}
-			return nil, mapErr(err, key)
-		}
-		return &object{Object: obj, info: storage.ObjectInfo{Size: st.Size, ModTime: st.LastModified}}, nil
+	body, info, _, err := s.core.GetObject(ctx, s.bucket, name, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, mapErr(err, key)
 	}
+	return &object{
+		ctx:    ctx,
+		core:   s.core,
+		bucket: s.bucket,
+		name:   name,
+		key:    key,
+		etag:   info.ETag,
+		body:   body,
+		info:   storage.ObjectInfo{Size: info.Size, ModTime: info.LastModified},
+	}, nil
 }
 
 // Stat reports LastModified as the modification time; S3 keeps it to the second,
@@ -246,12 +239,81 @@ func (s *Store) CheckBucket(ctx context.Context) error {
 	return nil
 }
 
+// object reads one version of a stored object, reopening it at the read position
+// after a Seek.
 type object struct {
-	*minio.Object
-	info storage.ObjectInfo
+	ctx    context.Context
+	core   minio.Core
+	bucket string
+	name   string
+	key    string
+	etag   string
+	info   storage.ObjectInfo
+
+	body    io.ReadCloser // nil until needed after a Seek
+	bodyPos int64         // the offset body reads from next
+	pos     int64
 }
 
 func (o *object) Info() storage.ObjectInfo { return o.info }
+
+func (o *object) Read(p []byte) (int, error) {
+	if o.pos >= o.info.Size {
+		return 0, io.EOF
+	}
+	if o.body != nil && o.bodyPos != o.pos {
+		o.body.Close()
+		o.body = nil
+	}
+	if o.body == nil {
+		opts := minio.GetObjectOptions{}
+		if err := opts.SetMatchETag(o.etag); err != nil {
+			return 0, fmt.Errorf("s3store: %s: %w", o.key, err)
+		}
+		if err := opts.SetRange(o.pos, 0); err != nil {
+			return 0, fmt.Errorf("s3store: %s: %w", o.key, err)
+		}
+		body, _, _, err := o.core.GetObject(o.ctx, o.bucket, o.name, opts)
+		if err != nil {
+			if isPreconditionFailed(err) {
+				return 0, fmt.Errorf("s3store: %s was replaced while open: %w", o.key, err)
+			}
+			return 0, mapErr(err, o.key)
+		}
+		o.body, o.bodyPos = body, o.pos
+	}
+	n, err := o.body.Read(p)
+	o.pos += int64(n)
+	o.bodyPos += int64(n)
+	if err == io.EOF && o.pos < o.info.Size {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (o *object) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += o.pos
+	case io.SeekEnd:
+		offset += o.info.Size
+	default:
+		return 0, errors.New("s3store: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("s3store: negative position")
+	}
+	o.pos = offset
+	return offset, nil
+}
+
+func (o *object) Close() error {
+	if o.body != nil {
+		return o.body.Close()
+	}
+	return nil
+}
 
 func mapErr(err error, key string) error {
 	if isNotFound(err) {

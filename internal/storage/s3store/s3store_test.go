@@ -1,6 +1,7 @@
 package s3store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -101,3 +102,35 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func minioGetOptions() minio.GetObjectOptions { return minio.GetObjectOptions{} }
+
+// An open object keeps reading the version it opened; a seek after the object was
+// replaced fails instead of splicing the new version's bytes into the old.
+func TestReplacedWhileOpen(t *testing.T) {
+	srv := s3test.Start(t)
+	s := newStore(t, srv, srv.NewBucket(t), "")
+	ctx := context.Background()
+	old := bytes.Repeat([]byte("o"), 1<<20)
+	storagetest.Put(t, s, "k/obj", old)
+
+	streaming, err := s.Open(ctx, "k/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer streaming.Close()
+	seeking, err := s.Open(ctx, "k/obj")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeking.Close()
+	storagetest.Put(t, s, "k/obj", bytes.Repeat([]byte("n"), 1<<20))
+
+	if got, err := io.ReadAll(streaming); err != nil || !bytes.Equal(got, old) {
+		t.Errorf("unseeked reader: %d bytes, err %v; want the old version whole", len(got), err)
+	}
+	if _, err := seeking.Seek(10, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(seeking); err == nil {
+		t.Errorf("ranged read of a replaced object returned %d bytes (starting %q), want an error", len(got), got[:1])
+	}
+}
