@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -344,4 +345,47 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Error("the Deployment's selector does not match its pod template")
 		}
 	})
+}
+
+// The compose file parses, has the services the evaluation needs, and its
+// modgate.yaml is a valid configuration.
+func TestComposeEvaluation(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("compose/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Image   string   `json:"image"`
+			Volumes []string `json:"volumes"`
+		} `json:"services"`
+	}
+	// yaml.v3 resolves the anchors and merge keys compose files use.
+	var raw any
+	if err := yamlv3.Unmarshal(data, &raw); err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	js, err := yaml.Marshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(js, &compose); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"postgres", "minio", "bucket", "certs", "modgate-1", "modgate-2"} {
+		if _, ok := compose.Services[name]; !ok {
+			t.Errorf("compose.yaml: no service %s", name)
+		}
+	}
+	if vols := compose.Services["modgate-2"].Volumes; len(vols) == 0 || !strings.HasPrefix(vols[0], "./modgate.yaml:") {
+		t.Errorf("modgate-2 does not mount ./modgate.yaml: %q", vols)
+	}
+	cfg, err := config.Load("compose/modgate.yaml")
+	if err != nil {
+		t.Fatalf("compose/modgate.yaml: %v", err)
+	}
+	if cfg.Storage.Backend != "s3" {
+		t.Errorf("compose/modgate.yaml: storage.backend %q, want s3", cfg.Storage.Backend)
+	}
 }
