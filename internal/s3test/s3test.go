@@ -13,6 +13,8 @@ package s3test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -28,6 +30,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/modgate/modgate/internal/certgen"
 )
 
 // MinIOVersion is the MinIO server built for tests: the last commit on the module
@@ -86,11 +90,13 @@ func EnsureBinary(ctx context.Context) (string, error) {
 
 // Server is a running MinIO.
 type Server struct {
-	// Endpoint is host:port on loopback, plain HTTP.
+	// Endpoint is host:port on loopback: plain HTTP, or HTTPS when CAFile is set.
 	Endpoint  string
 	AccessKey string
 	SecretKey string
-	Client    *minio.Client
+	// CAFile is the PEM CA that issued the server's certificate (StartTLS only).
+	CAFile string
+	Client *minio.Client
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -99,8 +105,15 @@ type Server struct {
 	n    int
 }
 
-// Start runs a MinIO server for the test and stops it when the test ends.
-func Start(t testing.TB) *Server {
+// Start runs a MinIO server speaking plain HTTP for the test and stops it when the
+// test ends.
+func Start(t testing.TB) *Server { t.Helper(); return startServer(t, false) }
+
+// StartTLS is Start over HTTPS, with a certificate for 127.0.0.1 from a fresh CA
+// (Server.CAFile).
+func StartTLS(t testing.TB) *Server { t.Helper(); return startServer(t, true) }
+
+func startServer(t testing.TB, useTLS bool) *Server {
 	t.Helper()
 	bin, err := EnsureBinary(context.Background())
 	if err != nil {
@@ -108,7 +121,7 @@ func Start(t testing.TB) *Server {
 	}
 	var lastErr error
 	for range 3 { // the free port may be taken between probing and binding
-		s, err := start(t, bin)
+		s, err := start(t, bin, useTLS)
 		if err == nil {
 			return s
 		}
@@ -118,7 +131,7 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+func start(t testing.TB, bin string, useTLS bool) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -132,7 +145,23 @@ func start(t testing.TB, bin string) (*Server, error) {
 		done:      make(chan struct{}),
 		logs:      &logBuffer{},
 	}
-	s.cmd = exec.Command(bin, "server", "--quiet", "--address", addr, t.TempDir())
+	args := []string{"server", "--quiet", "--address", addr}
+	httpClient := http.DefaultClient
+	scheme := "http"
+	var transport http.RoundTripper
+	if useTLS {
+		certsDir, pool, err := s.issueCertificates(t)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--certs-dir", certsDir)
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+		transport = tr
+		httpClient = &http.Client{Transport: tr}
+		scheme = "https"
+	}
+	s.cmd = exec.Command(bin, append(args, t.TempDir())...)
 	s.cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+s.AccessKey,
 		"MINIO_ROOT_PASSWORD="+s.SecretKey,
@@ -149,7 +178,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/minio/health/live")
+		resp, err := httpClient.Get(scheme + "://" + addr + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -166,11 +195,45 @@ func start(t testing.TB, bin string) (*Server, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.Client, err = minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""), BucketLookup: minio.BucketLookupPath})
+	s.Client, err = minio.New(addr, &minio.Options{
+		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		BucketLookup: minio.BucketLookupPath,
+		Secure:       useTLS,
+		Transport:    transport,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("s3test: %w", err)
 	}
 	return s, nil
+}
+
+// issueCertificates writes a server certificate for 127.0.0.1 where minio's
+// --certs-dir expects it, and the CA to s.CAFile.
+func (s *Server) issueCertificates(t testing.TB) (string, *x509.CertPool, error) {
+	ca, err := certgen.NewCA("s3test CA")
+	if err != nil {
+		return "", nil, err
+	}
+	leaf, err := ca.IssueServer([]string{"127.0.0.1"})
+	if err != nil {
+		return "", nil, err
+	}
+	dir := t.TempDir()
+	s.CAFile = filepath.Join(dir, "ca.pem")
+	certsDir := filepath.Join(dir, "certs")
+	for name, data := range map[string][]byte{
+		s.CAFile:                               ca.CertPEM,
+		filepath.Join(certsDir, "public.crt"):  leaf.CertPEM,
+		filepath.Join(certsDir, "private.key"): leaf.KeyPEM,
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+			return "", nil, err
+		}
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			return "", nil, err
+		}
+	}
+	return certsDir, ca.Pool(), nil
 }
 
 // NewBucket creates an empty bucket and returns its name.

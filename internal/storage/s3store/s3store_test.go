@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -132,5 +133,39 @@ func TestReplacedWhileOpen(t *testing.T) {
 	}
 	if got, err := io.ReadAll(seeking); err == nil {
 		t.Errorf("ranged read of a replaced object returned %d bytes (starting %q), want an error", len(got), got[:1])
+	}
+}
+
+// Over HTTPS the endpoint's certificate is verified against ca_file, and refused
+// without it.
+func TestTLSWithCAFile(t *testing.T) {
+	srv := s3test.StartTLS(t)
+	bucket := srv.NewBucket(t)
+	cfg := s3store.Config{
+		Endpoint:   srv.Endpoint,
+		Bucket:     bucket,
+		AccessKey:  srv.AccessKey,
+		SecretKey:  srv.SecretKey,
+		PathStyle:  true,
+		CAFile:     srv.CAFile,
+		ScratchDir: t.TempDir(),
+	}
+	s, err := s3store.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storagetest.Put(t, s, "mod/x.zip", []byte("over tls"))
+	if got := storagetest.Get(t, s, "mod/x.zip"); got != "over tls" {
+		t.Errorf("got %q", got)
+	}
+
+	cfg.CAFile = ""
+	cfg.ScratchDir = t.TempDir()
+	untrusting, err := s3store.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := untrusting.Stat(context.Background(), "mod/x.zip"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Stat without the CA = %v, want a certificate error", err)
 	}
 }
