@@ -119,6 +119,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		})
 		a.policy = engine
 	}
+	if b, ok := store.(interface{ CheckBucket(context.Context) error }); ok {
+		// A HEAD of a missing object cannot tell "no such key" from "no such
+		// bucket", so the storage check alone would pass with the bucket gone.
+		a.server.AddReadyCheck("bucket", func(ctx context.Context) (string, error) { return "", b.CheckBucket(ctx) })
+	}
 	if a.pool != nil {
 		a.server.AddReadyCheck("database", func(ctx context.Context) (string, error) { return "", a.pool.Ping(ctx) })
 	}

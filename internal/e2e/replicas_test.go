@@ -110,6 +110,17 @@ func TestGoCommandThroughModgateOnS3(t *testing.T) {
 	if n := upstream.Hits(proxytest.ZipPath(proxytest.HelloPath, "v1.0.0")); n != 0 {
 		t.Errorf("second replica fetched the zip from upstream %d times, want 0 (it is in the bucket)", n)
 	}
+
+	// Readiness follows the bucket: a replica pointed at a missing bucket is unready.
+	if res := httpGet(url+"/readyz", ""); res.status != 200 || !strings.Contains(string(res.body), "bucket: ok") {
+		t.Errorf("/readyz with the bucket present: %d %s", res.status, res.body)
+	}
+	cfg.Cache.Dir = t.TempDir()
+	cfg.Storage.S3.Bucket = "no-such-bucket"
+	missing := startApp(t, cfg)
+	if res := httpGet(missing+"/readyz", ""); res.status != http.StatusServiceUnavailable || !strings.Contains(string(res.body), "bucket") {
+		t.Errorf("/readyz with the bucket missing: %d %s, want 503 naming the bucket", res.status, res.body)
+	}
 }
 
 // startReplicas runs n `modgate serve` processes sharing one PostgreSQL database
