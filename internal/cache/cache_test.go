@@ -416,12 +416,14 @@ func TestFillLockAcrossProcesses(t *testing.T) {
 			const perCache = 20
 			var wg sync.WaitGroup
 			errc := make(chan error, 3*perCache)
+			joined := make(chan struct{}, 3*perCache)
 			for _, c := range caches {
 				for range perCache {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
 						e, err := c.Get(context.Background(), spec)
+						joined <- struct{}{}
 						if err != nil {
 							errc <- err
 							return
@@ -435,7 +437,19 @@ func TestFillLockAcrossProcesses(t *testing.T) {
 					}()
 				}
 			}
-			time.Sleep(50 * time.Millisecond) // let every request join a fill
+			if tt.lockErr != nil {
+				// Each cache fills on its own: hold the source until every request
+				// has joined its cache's fill, as TestOneFetchForConcurrentRequests
+				// does, so the count measures coordination and not timing.
+				for range 3 * perCache {
+					<-joined
+				}
+			} else {
+				// Requests on the caches waiting for the lock cannot join until the
+				// leader finishes; a late one finds the object stored (or takes the
+				// lock and finds it then), so no timing can add a fetch.
+				time.Sleep(50 * time.Millisecond)
+			}
 			close(src.gate)
 			wg.Wait()
 			close(errc)
@@ -444,9 +458,6 @@ func TestFillLockAcrossProcesses(t *testing.T) {
 			}
 			if got := src.fetches.Load(); got != tt.wantFetches {
 				t.Errorf("upstream fetches = %d, want %d", got, tt.wantFetches)
-			}
-			if tt.lockErr == nil && locks.taken.Load() > 3 {
-				t.Errorf("lock taken %d times by 3 caches, want at most one per cache", locks.taken.Load())
 			}
 			assertScratchEmpty(t, store)
 		})
