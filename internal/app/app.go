@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,6 +28,7 @@ import (
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/storage"
+	"github.com/modgate/modgate/internal/storage/s3store"
 	"github.com/modgate/modgate/internal/tokens"
 )
 
@@ -77,6 +79,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
+	store, fillLock, err := a.storage(dbURL)
+	if err != nil {
+		return nil, err
+	}
 	var pol server.Policy
 	var engine *policy.Engine
 	if cfg.Policy.Dir != "" {
@@ -94,12 +100,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		go func() { engine.Watch(wctx, cfg.Policy.WatchInterval.D()); close(done) }()
 		a.closers = append(a.closers, func() { stop(); <-done })
 	}
-	// One store for the cache and published versions: a disk store's Put is a
-	// rename from its scratch directory, where uploads are received.
-	store, err := storage.NewDisk(cfg.Cache.Dir)
-	if err != nil {
-		return nil, err
-	}
+	// One store for the cache and published versions: uploads are received in its
+	// scratch directory, so a disk store's Put is a rename.
 	var published server.Published
 	if a.pool != nil {
 		published = publish.NewRegistry(a.pool, store, log)
@@ -137,12 +139,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Config:        cfg,
 		Logger:        log,
 		Registry:      reg,
-		Store:         store,
 		Authenticator: authn,
 		Policy:        pol,
 		Audit:         auditor,
 		AuditQuery:    a.auditQuery(),
 		Published:     published,
+		Store:         store,
+		FillLock:      fillLock,
 	})
 	if err != nil {
 		return nil, err
@@ -164,6 +167,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		a.policy = engine
 	}
 	a.startMirrorSync(reg)
+	if b, ok := store.(interface{ CheckBucket(context.Context) error }); ok {
+		// A HEAD of a missing object cannot tell "no such key" from "no such
+		// bucket", so the storage check alone would pass with the bucket gone.
+		a.server.AddReadyCheck("bucket", func(ctx context.Context) (string, error) { return "", b.CheckBucket(ctx) })
+	}
 	if a.pool != nil {
 		a.server.AddReadyCheck("database", func(ctx context.Context) (string, error) { return "", a.pool.Ping(ctx) })
 	}
@@ -187,6 +195,55 @@ func (a *App) startMirrorSync(reg prometheus.Registerer) {
 	done := make(chan struct{})
 	go func() { sched.Run(ctx); close(done) }()
 	a.closers = append(a.closers, func() { stop(); <-done })
+}
+
+// fillLockConns bounds the PostgreSQL connections one replica holds for fill locks,
+// and so the number of distinct objects it fetches at once; more wait their turn.
+const fillLockConns = 32
+
+// storage opens the configured object store. A bucket shared with other replicas
+// comes with a fill lock in PostgreSQL, so that one object is fetched from upstream
+// once across all of them; without a database each replica fetches for itself,
+// which is correct (writes are atomic) but multiplies upstream traffic.
+func (a *App) storage(dbURL string) (storage.Store, func(context.Context, string) (func(), error), error) {
+	switch a.cfg.Storage.Backend {
+	case "s3":
+		s3 := a.cfg.Storage.S3
+		ak, sk, err := a.cfg.S3Credentials()
+		if err != nil {
+			return nil, nil, err
+		}
+		store, err := s3store.New(s3store.Config{
+			Endpoint:   s3.Endpoint,
+			Bucket:     s3.Bucket,
+			Prefix:     s3.Prefix,
+			Region:     s3.Region,
+			AccessKey:  ak,
+			SecretKey:  sk,
+			PathStyle:  s3.PathStyle,
+			Insecure:   s3.Insecure,
+			CAFile:     s3.CAFile,
+			ScratchDir: filepath.Join(a.cfg.Cache.Dir, "scratch"),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("app: %w", err)
+		}
+		if dbURL == "" {
+			a.log.Warn("storage: shared bucket without a database: replicas cannot coordinate fills and may each fetch the same object")
+			return store, nil, nil
+		}
+		locker, err := database.NewLocker(dbURL, fillLockConns)
+		if err != nil {
+			return nil, nil, fmt.Errorf("app: %w", err)
+		}
+		return store, locker.Lock, nil
+	default:
+		store, err := storage.NewDisk(a.cfg.Cache.Dir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("app: %w", err)
+		}
+		return store, nil, nil
+	}
 }
 
 // authenticator builds the Bearer/Basic authenticator from the OIDC and API token

@@ -72,6 +72,14 @@ func (e *Entry) Close() error {
 // Config tunes the cache.
 type Config struct {
 	NegativeTTL time.Duration // how long a not-found answer is remembered
+	// Lock, when set, serializes fills of one key across every process sharing the
+	// store (replicas over one bucket). The fetching goroutine takes it before
+	// asking the source and holds it until the object is stored; having waited for
+	// it, it looks in the store again and serves what another process stored
+	// rather than fetching a second time. Within one process the in-flight map
+	// already allows one fill per key, so each process takes the lock at most once
+	// per key at a time. Nil: no cross-process coordination.
+	Lock func(ctx context.Context, key string) (unlock func(), err error)
 }
 
 // Cache is safe for concurrent use.
@@ -232,6 +240,21 @@ func (c *Cache) run(f *fill, spec Spec) {
 	}
 }
 
+// storedByPeer returns the object as another process stored it while this one
+// waited for the fill lock, or nil when the store has no servable copy.
+func (c *Cache) storedByPeer(ctx context.Context, spec Spec) *Fetched {
+	info, err := c.store.Stat(ctx, spec.Key)
+	if err != nil || !(spec.Immutable || time.Since(info.ModTime) < spec.TTL) {
+		return nil
+	}
+	obj, err := c.store.Open(ctx, spec.Key)
+	if err != nil {
+		return nil
+	}
+	c.m.Cache.WithLabelValues("peer").Inc()
+	return &Fetched{Body: obj, Size: obj.Info().Size, Source: "cache"}
+}
+
 func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
 	tmp, err := os.CreateTemp(c.store.ScratchDir(), "fill-*")
 	if err != nil {
@@ -239,9 +262,26 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
 	}
 	f.setFile(tmp)
 
-	src, err := spec.Fetch(ctx)
-	if err != nil {
-		return err
+	var src *Fetched
+	stored := false
+	if c.cfg.Lock != nil {
+		unlock, err := c.cfg.Lock(ctx, spec.Key)
+		if err != nil {
+			// Coordination saves upstream traffic; it is not needed for correctness
+			// (Put is atomic and the bytes are checked), so a database hiccup must
+			// not stop modgate from serving.
+			c.log.Warn("cache: fill lock unavailable, fetching without it", "key", spec.Key, "err", err)
+		} else {
+			defer unlock()
+			src = c.storedByPeer(ctx, spec)
+			stored = src != nil
+		}
+	}
+	if src == nil {
+		src, err = spec.Fetch(ctx)
+		if err != nil {
+			return err
+		}
 	}
 	defer src.Body.Close()
 	if spec.MaxSize > 0 && src.Size > spec.MaxSize {
@@ -277,6 +317,9 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
 		if err := spec.Check(tmp, n); err != nil {
 			return err
 		}
+	}
+	if stored {
+		return nil
 	}
 	if err := c.store.Put(ctx, spec.Key, tmp); err != nil {
 		// The bytes are complete and checked, so the clients already waiting are

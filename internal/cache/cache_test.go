@@ -357,3 +357,109 @@ func TestLastByteHeldUntilChecked(t *testing.T) {
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// keyLocks stands in for a cross-process lock (PostgreSQL advisory locks in
+// production): one mutex per key, counting acquisitions.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+	taken atomic.Int32
+	fail  error
+}
+
+func (k *keyLocks) lock(ctx context.Context, key string) (func(), error) {
+	if k.fail != nil {
+		return nil, k.fail
+	}
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = make(map[string]*sync.Mutex)
+	}
+	m, ok := k.locks[key]
+	if !ok {
+		m = &sync.Mutex{}
+		k.locks[key] = m
+	}
+	k.mu.Unlock()
+	m.Lock()
+	k.taken.Add(1)
+	return m.Unlock, nil
+}
+
+// Caches in several processes sharing one store (replicas over one bucket) fetch an
+// object once between them when a fill lock is configured; and when the lock is
+// unavailable they still serve, each fetching for itself.
+func TestFillLockAcrossProcesses(t *testing.T) {
+	tests := []struct {
+		name        string
+		lockErr     error
+		wantFetches int32
+	}{
+		{"ok/one-fetch-across-caches", nil, 1},
+		{"ok/lock-down-each-fetches", errors.New("database unreachable"), 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store, err := storage.NewDisk(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			locks := &keyLocks{fail: tt.lockErr}
+			var caches []*Cache
+			for range 3 {
+				caches = append(caches, New(store, Config{NegativeTTL: time.Minute, Lock: locks.lock}, slog.New(slog.DiscardHandler), metrics.Discard()))
+			}
+			src := &source{data: randomBytes(1 << 20), gate: make(chan struct{})}
+			spec := Spec{Key: "mod/example.com/m/@v/v1.0.0.zip", Immutable: true, Stream: true, Fetch: src.fetch}
+
+			const perCache = 20
+			var wg sync.WaitGroup
+			errc := make(chan error, 3*perCache)
+			joined := make(chan struct{}, 3*perCache)
+			for _, c := range caches {
+				for range perCache {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						e, err := c.Get(context.Background(), spec)
+						joined <- struct{}{}
+						if err != nil {
+							errc <- err
+							return
+						}
+						got, err := readEntry(e)
+						if err != nil {
+							errc <- err
+						} else if !bytes.Equal(got, src.data) {
+							errc <- errors.New("served bytes differ from the source")
+						}
+					}()
+				}
+			}
+			if tt.lockErr != nil {
+				// Each cache fills on its own: hold the source until every request
+				// has joined its cache's fill, as TestOneFetchForConcurrentRequests
+				// does, so the count measures coordination and not timing.
+				for range 3 * perCache {
+					<-joined
+				}
+			} else {
+				// Requests on the caches waiting for the lock cannot join until the
+				// leader finishes; a late one finds the object stored (or takes the
+				// lock and finds it then), so no timing can add a fetch.
+				time.Sleep(50 * time.Millisecond)
+			}
+			close(src.gate)
+			wg.Wait()
+			close(errc)
+			for err := range errc {
+				t.Error(err)
+			}
+			if got := src.fetches.Load(); got != tt.wantFetches {
+				t.Errorf("upstream fetches = %d, want %d", got, tt.wantFetches)
+			}
+			assertScratchEmpty(t, store)
+		})
+	}
+}

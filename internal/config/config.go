@@ -27,6 +27,7 @@ type Config struct {
 	// Replica names this process in logs and audit events; defaults to the host name.
 	Replica  string   `yaml:"replica"`
 	Cache    Cache    `yaml:"cache"`
+	Storage  Storage  `yaml:"storage"`
 	Upstream Upstream `yaml:"upstream"`
 	SumDB    SumDB    `yaml:"sumdb"`
 	Log      Log      `yaml:"log"`
@@ -274,6 +275,53 @@ type Cache struct {
 	NegativeTTL Duration `yaml:"negative_ttl"`
 }
 
+// Storage says where cached and published objects live (docs/operations.md).
+type Storage struct {
+	// Backend is "disk" (objects under cache.dir) or "s3" (objects in a bucket
+	// that every replica shares; cache.dir then holds only fills in progress).
+	Backend string `yaml:"backend"`
+	S3      S3     `yaml:"s3"`
+}
+
+// S3 locates an S3-compatible bucket. Credentials come from access_key_file and
+// secret_key_file, or else from MODGATE_S3_ACCESS_KEY and MODGATE_S3_SECRET_KEY;
+// none at all means anonymous access.
+type S3 struct {
+	// Endpoint is host[:port] of the S3 API, e.g. s3.eu-west-1.amazonaws.com.
+	Endpoint string `yaml:"endpoint"`
+	Bucket   string `yaml:"bucket"`
+	// Prefix is prepended to every object key, so one bucket can serve several
+	// installations.
+	Prefix        string `yaml:"prefix"`
+	Region        string `yaml:"region"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	// PathStyle addresses endpoint/bucket instead of bucket.endpoint (MinIO, Ceph).
+	PathStyle bool `yaml:"path_style"`
+	// Insecure speaks plain HTTP to the endpoint: loopback or trusted networks only.
+	Insecure bool `yaml:"insecure"`
+	// CAFile replaces the system roots for the endpoint's certificate.
+	CAFile string `yaml:"ca_file"`
+}
+
+// S3Credentials resolves the access and secret keys from the key files or the
+// environment.
+func (c *Config) S3Credentials() (accessKey, secretKey string, err error) {
+	s := c.Storage.S3
+	if s.AccessKeyFile != "" || s.SecretKeyFile != "" {
+		a, err := os.ReadFile(s.AccessKeyFile)
+		if err != nil {
+			return "", "", fmt.Errorf("config: storage.s3.access_key_file: %w", err)
+		}
+		k, err := os.ReadFile(s.SecretKeyFile)
+		if err != nil {
+			return "", "", fmt.Errorf("config: storage.s3.secret_key_file: %w", err)
+		}
+		return strings.TrimSpace(string(a)), strings.TrimSpace(string(k)), nil
+	}
+	return os.Getenv("MODGATE_S3_ACCESS_KEY"), os.Getenv("MODGATE_S3_SECRET_KEY"), nil
+}
+
 // Upstream configures the public mirror chain.
 type Upstream struct {
 	// Proxies is a GOPROXY-style list: "https://a,https://b|https://c". Empty means
@@ -402,6 +450,7 @@ func Defaults() Config {
 			ListTTL:     Duration(time.Minute),
 			NegativeTTL: Duration(time.Minute),
 		},
+		Storage: Storage{Backend: "disk"},
 		Upstream: Upstream{
 			ConnectTimeout:  Duration(5 * time.Second),
 			HeaderTimeout:   Duration(30 * time.Second),
@@ -461,6 +510,25 @@ func (c *Config) Validate() error {
 	}
 	if c.Publish.MaxZipSize < 0 || c.Publish.MaxZipSize > maxZipFile {
 		errs = append(errs, fmt.Sprintf("publish.max_zip_size must be between 0 (the default, %d) and %d bytes", maxZipFile, maxZipFile))
+	}
+	switch c.Storage.Backend {
+	case "disk":
+	case "s3":
+		s := c.Storage.S3
+		if s.Endpoint == "" || s.Bucket == "" {
+			errs = append(errs, "storage.s3: endpoint and bucket must be set")
+		}
+		if strings.Contains(s.Endpoint, "://") {
+			errs = append(errs, "storage.s3.endpoint: host[:port] without a scheme (insecure: true for plain HTTP)")
+		}
+		if (s.AccessKeyFile == "") != (s.SecretKeyFile == "") {
+			errs = append(errs, "storage.s3: set both access_key_file and secret_key_file, or neither")
+		}
+		if s.Insecure && s.CAFile != "" {
+			errs = append(errs, "storage.s3: insecure and ca_file contradict each other")
+		}
+	default:
+		errs = append(errs, fmt.Sprintf("storage.backend %q: want disk or s3", c.Storage.Backend))
 	}
 	if c.Cache.ListTTL < 0 || c.Cache.NegativeTTL < 0 || c.SumDB.LatestTTL < 0 {
 		errs = append(errs, "TTLs must not be negative")

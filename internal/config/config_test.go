@@ -43,6 +43,15 @@ func TestLoad(t *testing.T) {
 		{name: "fail/bad-duration", yaml: "cache:\n  list_ttl: five\n", wantErr: "invalid duration"},
 		{name: "fail/bad-level", yaml: "log:\n  level: loud\n", wantErr: "log.level"},
 		{name: "fail/retries", yaml: "upstream:\n  retries: 99\n", wantErr: "upstream.retries"},
+		{name: "ok/s3", yaml: "storage:\n  backend: s3\n  s3: {endpoint: \"minio:9000\", bucket: modgate, path_style: true}\n", check: func(t *testing.T, c Config) {
+			if c.Storage.Backend != "s3" || c.Storage.S3.Bucket != "modgate" || !c.Storage.S3.PathStyle {
+				t.Errorf("storage = %+v", c.Storage)
+			}
+		}},
+		{name: "fail/backend", yaml: "storage:\n  backend: nfs\n", wantErr: "storage.backend"},
+		{name: "fail/s3-no-bucket", yaml: "storage:\n  backend: s3\n  s3: {endpoint: \"minio:9000\"}\n", wantErr: "endpoint and bucket"},
+		{name: "fail/s3-scheme", yaml: "storage:\n  backend: s3\n  s3: {endpoint: \"https://minio\", bucket: b}\n", wantErr: "without a scheme"},
+		{name: "fail/s3-half-keys", yaml: "storage:\n  backend: s3\n  s3: {endpoint: m, bucket: b, access_key_file: /a}\n", wantErr: "access_key_file and secret_key_file"},
 		{name: "fail/sumdb-name", yaml: "sumdb:\n  names: [\"a/b\"]\n", wantErr: "sumdb.names"},
 		{name: "ok/private-route", yaml: "private:\n  routes:\n    - pattern: corp.example/*\n      repo: https://git.corp.example/{path}.git\n      credentials: {username: u, password_env: TOKEN}\n", check: func(t *testing.T, c Config) {
 			if got := c.Private.AllPatterns(); got != "corp.example/*" {

@@ -10,7 +10,7 @@ type Metrics struct {
 	Requests        *prometheus.CounterVec   // endpoint, code
 	RequestDuration *prometheus.HistogramVec // endpoint
 	BytesServed     *prometheus.CounterVec   // endpoint
-	Cache           *prometheus.CounterVec   // result: hit, miss, stale, negative
+	Cache           *prometheus.CounterVec   // result: hit, miss, stale, negative, peer
 	UpstreamFetches *prometheus.CounterVec   // upstream, result
 	UpstreamLatency *prometheus.HistogramVec // upstream (time to response headers)
 	InflightFetches prometheus.Gauge
@@ -35,7 +35,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint"}),
 		Cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "modgate_cache_lookups_total",
-			Help: "Cache lookups by result: hit, miss (fetched), stale (served after upstream failure), negative (cached not-found).",
+			Help: "Cache lookups by result: hit, miss (fetched), stale (served after upstream failure), negative (cached not-found), peer (filled by another replica while this one waited for the fill lock).",
 		}, []string{"result"}),
 		UpstreamFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "modgate_upstream_fetches_total",

@@ -48,6 +48,9 @@ type Options struct {
 	// Published is the registry of versions published into modgate; nil disables
 	// the publish API (503) and serves no published versions.
 	Published Published
+	// FillLock serializes fills of one object across replicas sharing Store
+	// (cache.Config.Lock); nil when this process is the store's only user.
+	FillLock func(ctx context.Context, key string) (unlock func(), err error)
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -110,7 +113,7 @@ func New(opts Options) (*Server, error) {
 		log:        log,
 		reg:        reg,
 		m:          m,
-		cache:      cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D()}, log, m),
+		cache:      cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D(), Lock: opts.FillLock}, log, m),
 		chain:      chain,
 		sumdbs:     make(map[string]bool),
 		authn:      opts.Authenticator,
