@@ -67,6 +67,7 @@ owners:
 	cfg.Private.Patterns = "corp.test"
 	cfg.Database.URL = dbURL
 	cfg.Policy.Dir = policyDir
+	cfg.Audit.SpoolDir = t.TempDir()
 	cfg.TLS = auth.TLSConfig{CertFile: certFile, KeyFile: keyFile}
 	cfg.Auth.OIDC = auth.OIDCConfig{
 		Issuer: idp.Issuer(), Audiences: []string{idp.ClientID()},
