@@ -183,7 +183,7 @@ func auditBundle(ctx context.Context, cfg config.Config, action, bundle string, 
 	defer pool.Close()
 	// Its own spool under the server's: an event PostgreSQL does not take now is
 	// shipped by the next CLI run, and never mixes with a running server's chain.
-	spool := filepath.Join(cfg.Audit.SpoolDir, "cli")
+	spool := filepath.Join(cfg.AuditSpoolDir(), "cli")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		fail(err)
 		return

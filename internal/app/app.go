@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		w, err := audit.NewWriter(ctx, audit.WriterConfig{
 			WriterID:      writerID,
 			Replica:       cfg.Replica,
-			SpoolDir:      cfg.Audit.SpoolDir,
+			SpoolDir:      cfg.AuditSpoolDir(),
 			MaxSpoolBytes: cfg.Audit.MaxSpoolBytes,
 			Retention:     cfg.Audit.Retention.D(),
 		}, a.pool, log, reg)

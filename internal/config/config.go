@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -203,7 +204,8 @@ type Audit struct {
 	// can record them (fail-closed).
 	Require bool `yaml:"require"`
 	// SpoolDir is the local, fsync'd spool every event is written to before it is
-	// shipped to PostgreSQL. One replica per directory.
+	// shipped to PostgreSQL. One replica per directory; empty means
+	// <cache.dir>/.audit-spool, which is per replica like the cache directory.
 	SpoolDir string `yaml:"spool_dir"`
 	// WriterID names this replica's hash chain; defaults to replica.
 	WriterID string `yaml:"writer_id"`
@@ -471,7 +473,7 @@ func Defaults() Config {
 		Database: Database{Migrate: true},
 		Private:  Private{Refresh: Duration(10 * time.Second), GitTimeout: Duration(5 * time.Minute)},
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
-		Audit:    Audit{SpoolDir: "tmp/audit-spool", MaxSpoolBytes: 1 << 30},
+		Audit:    Audit{MaxSpoolBytes: 1 << 30},
 		Server: Server{
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
@@ -594,6 +596,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// AuditSpoolDir resolves audit.spool_dir.
+func (c *Config) AuditSpoolDir() string {
+	if c.Audit.SpoolDir != "" {
+		return c.Audit.SpoolDir
+	}
+	return filepath.Join(c.Cache.Dir, ".audit-spool")
 }
 
 // TLSEnabled reports whether modgate terminates TLS.

@@ -72,8 +72,8 @@ func writeFile(t *testing.T, path string, data []byte) {
 // on a loopback port and returns its https URL.
 func startApp(t *testing.T, cfg config.Config) string {
 	t.Helper()
-	if cfg.Audit.SpoolDir == config.Defaults().Audit.SpoolDir {
-		cfg.Audit.SpoolDir = t.TempDir()
+	if cfg.Cache.Dir == config.Defaults().Cache.Dir {
+		cfg.Cache.Dir = t.TempDir() // and with it the audit spool: one per app
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
