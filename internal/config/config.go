@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"strings"
@@ -39,6 +40,31 @@ type Config struct {
 	Auth     Auth           `yaml:"auth"`
 	Database Database       `yaml:"database"`
 	Publish  Publish        `yaml:"publish"`
+	Console  Console        `yaml:"console"`
+}
+
+// Console configures the web console at /ui (docs/console.md). Callers with a
+// verified client certificate need no sign-in; everyone else signs in with the
+// authorization-code flow (PKCE) against auth.oidc.issuer.
+type Console struct {
+	// Enabled serves the console at /ui.
+	Enabled bool `yaml:"enabled"`
+	// ClientID is the console's OIDC client; empty: certificate sign-in only.
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile holds the client secret of a confidential client; empty: a
+	// public client, protected by PKCE alone.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// RedirectURL is the callback registered at the IdP:
+	// https://modgate.corp.example/ui/callback.
+	RedirectURL string `yaml:"redirect_url"`
+	// Scopes requested at sign-in; empty: openid, profile, email, groups.
+	Scopes []string `yaml:"scopes"`
+	// SessionKeyFile holds at least 32 random bytes that seal session cookies.
+	// Replicas behind one load balancer must share it; empty: a key generated at
+	// start, so sessions end with a restart and do not cross replicas.
+	SessionKeyFile string `yaml:"session_key_file"`
+	// SessionTTL bounds a console session.
+	SessionTTL Duration `yaml:"session_ttl"`
 }
 
 // Publish configures publishing private module versions into modgate
@@ -217,6 +243,7 @@ func Defaults() Config {
 			FailureRefill: Duration(6 * time.Second),
 		},
 		Database: Database{Migrate: true},
+		Console:  Console{Enabled: true, SessionTTL: Duration(8 * time.Hour)},
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
 		Audit:    Audit{SpoolDir: "tmp/audit-spool", MaxSpoolBytes: 1 << 30},
 		Server: Server{
@@ -301,6 +328,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Database.URL != "" && c.Database.URLFile != "" {
 		errs = append(errs, "database: set url or url_file, not both")
+	}
+	if c.Console.ClientID != "" {
+		if !c.Auth.OIDCEnabled() {
+			errs = append(errs, "console.client_id needs auth.oidc.issuer")
+		}
+		if u, err := url.Parse(c.Console.RedirectURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Host))) {
+			errs = append(errs, "console.redirect_url must be an https URL ending in /ui/callback")
+		} else if !strings.HasSuffix(u.Path, "/ui/callback") {
+			errs = append(errs, "console.redirect_url must end in /ui/callback")
+		}
+	}
+	if c.Console.SessionTTL <= 0 {
+		errs = append(errs, "console.session_ttl must be positive")
 	}
 	if c.Auth.FailureBurst < 0 || c.Auth.FailureRefill < 0 {
 		errs = append(errs, "auth: failure limits must not be negative")

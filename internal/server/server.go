@@ -48,6 +48,9 @@ type Options struct {
 	// Published is the registry of versions published into modgate; nil disables
 	// the publish API (503) and serves no published versions.
 	Published Published
+	// Console is the web console (internal/console), served under /ui; nil
+	// serves none.
+	Console http.Handler
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -66,6 +69,7 @@ type Server struct {
 	auditQuery AuditQuerier
 	// published serves and records versions published into modgate (published.go).
 	published Published
+	console   http.Handler
 	ready     []readyCheck
 	router    *mux.Router
 }
@@ -122,6 +126,7 @@ func New(opts Options) (*Server, error) {
 		audit:      opts.Audit,
 		auditQuery: opts.AuditQuery,
 		published:  opts.Published,
+		console:    opts.Console,
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
@@ -176,6 +181,14 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
 	r.Handle("/metrics", s.endpoint("metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	r.Handle(login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo)))
+
+	// The console identifies its callers itself (session cookie or client
+	// certificate). No module path can start with "ui/": a module path's first
+	// element has a dot.
+	if s.console != nil {
+		r.Handle("/ui", s.endpoint("console", s.console))
+		r.PathPrefix("/ui/").Handler(s.endpoint("console", s.console))
+	}
 
 	// Everything below needs a verified identity.
 	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditEvents))))
