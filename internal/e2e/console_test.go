@@ -59,8 +59,14 @@ func newBrowser(t *testing.T) context.Context {
 // do runs browser steps, failing the test on the first error.
 func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		t.Fatal(err)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, steps...); err != nil {
+		// Show what the browser shows: the page that lacked the awaited element.
+		name := "failed-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
+		screenshot(t, ctx, name)
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("%v (at %s; see %s/%s.png)", err, loc, screenshotDir, name)
 	}
 }
 
@@ -165,6 +171,8 @@ owners:
 		do(t, ctx,
 			chromedp.SendKeys(chromedp.ID("f-module"), proxytest.HelloPath),
 			chromedp.Click(chromedp.ID("search")),
+			// Only the results page has the filter filled in from its URL.
+			chromedp.WaitVisible(chromedp.CSS(`#f-module[value="`+proxytest.HelloPath+`"]`)),
 			chromedp.WaitVisible(chromedp.ID("export")),
 		)
 		var got, want []string
