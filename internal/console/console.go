@@ -281,6 +281,7 @@ func (c *Console) authorized(next http.HandlerFunc) http.Handler {
 				return
 			}
 			if !d.Allow {
+				c.record(r.WithContext(contextWithCaller(r, cl)), audit.OutcomeDenied, http.StatusForbidden, d)
 				c.renderError(w, r, http.StatusForbidden, "Not allowed", d.Reason(), cl)
 				return
 			}
@@ -310,17 +311,27 @@ func clientIP(r *http.Request) string {
 // API's rows it names no module — the module column means the module acted on,
 // and a search for one must not show up among that module's pulls.
 func (c *Console) recordRead(r *http.Request) {
+	c.record(r, audit.OutcomeServed, http.StatusOK, policy.Decision{})
+}
+
+// record writes an audit-read event: a read served, or a caller the policy
+// refused (with the decision that refused it).
+func (c *Console) record(r *http.Request, outcome audit.Outcome, status int, d policy.Decision) {
 	if c.opts.Audit == nil {
 		return
 	}
 	ev := audit.Event{
 		Action:     audit.ActionAuditRead,
-		Outcome:    audit.OutcomeServed,
-		Status:     http.StatusOK,
+		Outcome:    outcome,
+		Status:     status,
+		DecisionID: d.ID,
 		ClientAddr: clientIP(r),
 		UserAgent:  r.UserAgent(),
 		Source:     "console",
 		Replica:    c.opts.Replica,
+	}
+	if !d.Allow && d.ID != "" {
+		ev.Reason = d.Reason()
 	}
 	if cl := callerFrom(r.Context()); cl != nil {
 		ev.SetIdentity(cl.ID)

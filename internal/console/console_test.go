@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/policy"
 )
@@ -221,5 +222,25 @@ func TestPolicyFileTraversal(t *testing.T) {
 		if got := w.Code; got != want && !(want == 404 && (got == http.StatusTemporaryRedirect || got == http.StatusMovedPermanently)) {
 			t.Errorf("%s: status %d, want %d", path, got, want)
 		}
+	}
+}
+
+type events []audit.Event
+
+func (e *events) Record(ev audit.Event) error { *e = append(*e, ev); return nil }
+
+// A refused caller is itself an audit-trail row, with the policy's reason.
+func TestRefusalAudited(t *testing.T) {
+	t.Parallel()
+	c := newConsole(t, time.Now())
+	var got events
+	c.opts.Audit = &got
+	r := httptest.NewRequest("GET", "https://modgate.test/ui/events", nil)
+	r.Header.Set("X-Test-Cert", "dev/payments")
+	if w := serve(c, r); w.Code != http.StatusForbidden {
+		t.Fatalf("status %d", w.Code)
+	}
+	if len(got) != 1 || got[0].Action != audit.ActionAuditRead || got[0].Outcome != audit.OutcomeDenied || got[0].Subject != "dev" || got[0].DecisionID == "" || !strings.Contains(got[0].Reason, "may not read the audit trail") {
+		t.Errorf("recorded %+v", got)
 	}
 }

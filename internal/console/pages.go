@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,6 +104,20 @@ var (
 // filterParams are the filter fields of a history query string.
 var filterParams = []string{"module", "version", "subject", "team", "action", "outcome", "since", "until"}
 
+// Page sizes of the history: ?limit=N picks another, up to maxPageSize.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+func pageSize(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return defaultPageSize
+	}
+	return min(n, maxPageSize)
+}
+
 // maxTrail bounds the previous-page cursors carried in links; beyond it,
 // "previous" returns to the first page.
 const maxTrail = 40
@@ -140,7 +155,10 @@ func (c *Console) handleEvents(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusBadRequest, "events", "Pull history", d)
 		return
 	}
-	f.Limit = 50
+	f.Limit = pageSize(q.Get("limit"))
+	if f.Limit != defaultPageSize {
+		fq.Set("limit", strconv.Itoa(f.Limit)) // kept in the paging links
+	}
 	f.Cursor = q.Get("cursor")
 	rows, next, err := audit.Query(r.Context(), c.opts.DB, f)
 	if err != nil {

@@ -201,6 +201,35 @@ owners:
 		screenshot(t, ctx, "2-events-filtered")
 	})
 
+	t.Run("keyset-paging", func(t *testing.T) {
+		cells := func() []string {
+			var out []string
+			for _, r := range tableRows(t, ctx, "events") {
+				out = append(out, r[3]+" "+r[5])
+			}
+			return out
+		}
+		var want []string
+		for _, r := range helloRows {
+			want = append(want, string(r.Action)+" "+r.Version)
+		}
+		do(t, ctx, chromedp.Navigate(url+"/ui/events?limit=2&module="+proxytest.HelloPath), chromedp.WaitVisible(chromedp.ID("next")))
+		if got := cells(); !slices.Equal(got, want[:2]) {
+			t.Errorf("page 1: %q, want %q", got, want[:2])
+		}
+		do(t, ctx, chromedp.Click(chromedp.ID("next")), chromedp.WaitVisible(chromedp.ID("prev")))
+		if got := cells(); !slices.Equal(got, want[2:]) {
+			t.Errorf("page 2: %q, want %q", got, want[2:])
+		}
+		if n := value(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#next').length`)); n != 0 {
+			t.Error("the last page links to a next page")
+		}
+		do(t, ctx, chromedp.Click(chromedp.ID("prev")), chromedp.WaitVisible(chromedp.ID("next")))
+		if got := cells(); !slices.Equal(got, want[:2]) {
+			t.Errorf("back on page 1: %q, want %q", got, want[:2])
+		}
+	})
+
 	t.Run("export-csv-matches-cli", func(t *testing.T) {
 		dir := t.TempDir()
 		progress := chromedp.Events(ctx, browser.DownloadProgress)
