@@ -169,7 +169,9 @@ func (c *Console) routes() {
 	m.HandleFunc("GET "+Prefix+"/signin", c.handleSignIn)
 	m.HandleFunc("GET "+Prefix+"/login", c.handleLogin)
 	m.HandleFunc("GET "+Prefix+"/callback", c.handleCallback)
-	m.Handle("POST "+Prefix+"/logout", c.authorized(c.handleLogout))
+	// Signing out needs only the session and its CSRF token: a caller the
+	// policy refuses must still be able to end their session.
+	m.Handle("POST "+Prefix+"/logout", c.signedIn(c.handleLogout))
 	m.Handle("GET "+Prefix+"/events", c.authorized(c.handleEvents))
 	m.Handle("GET "+Prefix+"/events.csv", c.authorized(c.handleExport))
 	// Module paths and subjects go in the query: subjects may be URIs
@@ -245,6 +247,15 @@ func (c *Console) identify(r *http.Request) (*caller, error) {
 // authorized admits callers the policy allows audit.read, and checks the CSRF
 // token of every POST.
 func (c *Console) authorized(next http.HandlerFunc) http.Handler {
+	return c.checked(true, next)
+}
+
+// signedIn admits any identified caller, checking the CSRF token of every POST.
+func (c *Console) signedIn(next http.HandlerFunc) http.Handler {
+	return c.checked(false, next)
+}
+
+func (c *Console) checked(needAuditRead bool, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cl, err := c.identify(r)
 		if err != nil {
@@ -271,7 +282,7 @@ func (c *Console) authorized(next http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		if c.opts.Policy != nil {
+		if needAuditRead && c.opts.Policy != nil {
 			in := policy.NewInput(cl.ID, policy.ActionAuditRead)
 			in.ClientAddr = clientIP(r)
 			d, err := c.opts.Policy.Decide(r.Context(), in)

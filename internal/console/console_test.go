@@ -244,3 +244,23 @@ func TestRefusalAudited(t *testing.T) {
 		t.Errorf("recorded %+v", got)
 	}
 }
+
+// A caller the policy refuses can still end their session.
+func TestRefusedCallerSignsOut(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	c := newConsole(t, now)
+	dev := session{ID: "s9", Subject: "dev", Teams: []string{"payments"}, Method: identity.MethodOIDC, Expires: now.Add(time.Hour).Unix()}
+	f := url.Values{"csrf": {c.keys.csrfToken("session:s9")}}
+	r := httptest.NewRequest("POST", "https://modgate.test/ui/logout", strings.NewReader(f.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.AddCookie(sessionCookieFor(t, c, dev))
+	w := serve(c, r)
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("status %d:\n%s", w.Code, w.Body)
+	}
+	ck := w.Result().Cookies()
+	if len(ck) != 1 || ck[0].Name != sessionCookie || ck[0].MaxAge >= 0 || !ck[0].Secure || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteLaxMode || ck[0].Path != "/" {
+		t.Errorf("sign-out cookie: %+v", ck)
+	}
+}
