@@ -11,16 +11,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/console"
 	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/mirror"
@@ -135,6 +139,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	} else {
 		log.Warn("no database configured: the audit trail is off (requests are only logged)")
 	}
+	var consoleHandler http.Handler
+	if cfg.Console.Enabled {
+		c, err := a.console(reg, engine, auditor)
+		if err != nil {
+			return nil, err
+		}
+		consoleHandler = c
+	}
 	a.server, err = server.New(server.Options{
 		Config:        cfg,
 		Logger:        log,
@@ -146,6 +158,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Published:     published,
 		Store:         store,
 		FillLock:      fillLock,
+		Console:       consoleHandler,
 	})
 	if err != nil {
 		return nil, err
@@ -270,6 +283,78 @@ func (a *App) authenticator() (server.Authenticator, error) {
 		return nil, nil
 	}
 	return auth.NewAuthenticator(acfg)
+}
+
+// console builds the web console. It reads the client certificate through the
+// server's TLS state, which exists only once the server does: the closure looks
+// it up per request.
+func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor server.Auditor) (*console.Console, error) {
+	cc := a.cfg.Console
+	opts := console.Options{
+		Logger:     a.log,
+		SessionTTL: cc.SessionTTL.D(),
+		Gatherer:   reg,
+		PolicyDir:  a.cfg.Policy.Dir,
+		Replica:    a.cfg.Replica,
+		CertIdentity: func(r *http.Request) (*identity.Identity, error) {
+			if a.server == nil || a.server.TLS() == nil {
+				return nil, nil
+			}
+			return a.server.TLS().IdentityFromTLS(r.TLS)
+		},
+		Route: func(mod string) policy.Route {
+			if p := a.cfg.Private.Patterns; p != "" && module.MatchPrefixPatterns(p, mod) {
+				return policy.RoutePrivate
+			}
+			return policy.RoutePublic
+		},
+	}
+	// Interfaces get nil, not typed nils, when a piece is off.
+	if engine != nil {
+		opts.Policy, opts.PolicyStatus = engine, engine.Status
+	}
+	if a.pool != nil {
+		opts.DB = a.pool
+	}
+	if auditor != nil {
+		opts.Audit = auditor
+	}
+	if cc.SessionKeyFile != "" {
+		key, err := os.ReadFile(cc.SessionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("app: console session key: %w", err)
+		}
+		opts.SessionKey = key
+	} else {
+		a.log.Info("console: session key generated at start; sessions end with a restart and do not cross replicas (set console.session_key_file)")
+	}
+	if cc.ClientID != "" {
+		ocfg := a.cfg.Auth.OIDC
+		// The console's ID tokens are issued to its own client id; other
+		// audiences (the CLI's) are not console sign-ins.
+		ocfg.Audiences = []string{cc.ClientID}
+		v, err := auth.NewOIDCVerifier(ocfg, a.log)
+		if err != nil {
+			return nil, fmt.Errorf("app: console: %w", err)
+		}
+		o := &console.OIDC{
+			Issuer:      ocfg.Issuer,
+			ClientID:    cc.ClientID,
+			RedirectURL: cc.RedirectURL,
+			Scopes:      cc.Scopes,
+			Verifier:    v,
+			HTTPClient:  ocfg.HTTPClient,
+		}
+		if cc.ClientSecretFile != "" {
+			secret, err := os.ReadFile(cc.ClientSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("app: console client secret: %w", err)
+			}
+			o.ClientSecret = strings.TrimSpace(string(secret))
+		}
+		opts.OIDC = o
+	}
+	return console.New(opts)
 }
 
 // tokenVerifier returns the API token store when tokens are enabled and a database

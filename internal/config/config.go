@@ -43,7 +43,32 @@ type Config struct {
 	Database Database       `yaml:"database"`
 	Publish  Publish        `yaml:"publish"`
 	// Mirror schedules pre-warm syncs run inside `modgate serve` (docs/mirror.md).
-	Mirror Mirror `yaml:"mirror"`
+	Mirror  Mirror  `yaml:"mirror"`
+	Console Console `yaml:"console"`
+}
+
+// Console configures the web console at /ui (docs/console.md). Callers with a
+// verified client certificate need no sign-in; everyone else signs in with the
+// authorization-code flow (PKCE) against auth.oidc.issuer.
+type Console struct {
+	// Enabled serves the console at /ui.
+	Enabled bool `yaml:"enabled"`
+	// ClientID is the console's OIDC client; empty: certificate sign-in only.
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile holds the client secret of a confidential client; empty: a
+	// public client, protected by PKCE alone.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// RedirectURL is the callback registered at the IdP:
+	// https://modgate.corp.example/ui/callback.
+	RedirectURL string `yaml:"redirect_url"`
+	// Scopes requested at sign-in; empty: openid, profile, email, groups.
+	Scopes []string `yaml:"scopes"`
+	// SessionKeyFile holds at least 32 random bytes that seal session cookies.
+	// Replicas behind one load balancer must share it; empty: a key generated at
+	// start, so sessions end with a restart and do not cross replicas.
+	SessionKeyFile string `yaml:"session_key_file"`
+	// SessionTTL bounds a console session.
+	SessionTTL Duration `yaml:"session_ttl"`
 }
 
 // Publish configures publishing private module versions into modgate
@@ -472,6 +497,7 @@ func Defaults() Config {
 		},
 		Database: Database{Migrate: true},
 		Private:  Private{Refresh: Duration(10 * time.Second), GitTimeout: Duration(5 * time.Minute)},
+		Console:  Console{Enabled: true, SessionTTL: Duration(8 * time.Hour)},
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
 		Audit:    Audit{MaxSpoolBytes: 1 << 30},
 		Server: Server{
@@ -588,6 +614,19 @@ func (c *Config) Validate() error {
 		if j.Latest < 0 || j.Latest > 100 || j.Concurrency < 0 || j.Concurrency > 64 {
 			errs = append(errs, fmt.Sprintf("mirror.sync[%d]: latest must be 0..100 and concurrency 0..64", i))
 		}
+	}
+	if c.Console.ClientID != "" {
+		if !c.Auth.OIDCEnabled() {
+			errs = append(errs, "console.client_id needs auth.oidc.issuer")
+		}
+		if u, err := url.Parse(c.Console.RedirectURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Host))) {
+			errs = append(errs, "console.redirect_url must be an https URL ending in /ui/callback")
+		} else if !strings.HasSuffix(u.Path, "/ui/callback") {
+			errs = append(errs, "console.redirect_url must end in /ui/callback")
+		}
+	}
+	if c.Console.SessionTTL <= 0 {
+		errs = append(errs, "console.session_ttl must be positive")
 	}
 	if c.Auth.FailureBurst < 0 || c.Auth.FailureRefill < 0 {
 		errs = append(errs, "auth: failure limits must not be negative")

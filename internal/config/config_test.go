@@ -127,3 +127,41 @@ func TestUpstreamListFallsBackToEnvironment(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestConsoleValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{name: "ok/defaults", mutate: func(*Config) {}},
+		{name: "ok/oidc-client", mutate: func(c *Config) {
+			c.Auth.OIDC.Issuer, c.Auth.OIDC.Audiences = "https://idp.example", []string{"modgate-cli"}
+			c.Console.ClientID, c.Console.RedirectURL = "modgate-console", "https://modgate.example/ui/callback"
+		}},
+		{name: "fail/client-without-issuer", mutate: func(c *Config) {
+			c.Console.ClientID, c.Console.RedirectURL = "modgate-console", "https://modgate.example/ui/callback"
+		}, wantErr: "console.client_id needs auth.oidc.issuer"},
+		{name: "fail/plain-http-redirect", mutate: func(c *Config) {
+			c.Auth.OIDC.Issuer, c.Auth.OIDC.Audiences = "https://idp.example", []string{"modgate-cli"}
+			c.Console.ClientID, c.Console.RedirectURL = "modgate-console", "http://modgate.example/ui/callback"
+		}, wantErr: "console.redirect_url must be an https URL"},
+		{name: "fail/redirect-elsewhere", mutate: func(c *Config) {
+			c.Auth.OIDC.Issuer, c.Auth.OIDC.Audiences = "https://idp.example", []string{"modgate-cli"}
+			c.Console.ClientID, c.Console.RedirectURL = "modgate-console", "https://modgate.example/callback"
+		}, wantErr: "console.redirect_url must end in /ui/callback"},
+		{name: "fail/no-session-ttl", mutate: func(c *Config) { c.Console.SessionTTL = 0 }, wantErr: "console.session_ttl must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Defaults()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("Validate() = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}

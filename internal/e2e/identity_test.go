@@ -72,6 +72,17 @@ func writeFile(t *testing.T, path string, data []byte) {
 // on a loopback port and returns its https URL.
 func startApp(t *testing.T, cfg config.Config) string {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startAppOn(t, cfg, ln)
+}
+
+// startAppOn is startApp on a listener the test opened, for configurations that
+// must name modgate's own address (the console's OIDC redirect URL).
+func startAppOn(t *testing.T, cfg config.Config, ln net.Listener) string {
+	t.Helper()
 	if cfg.Cache.Dir == config.Defaults().Cache.Dir {
 		cfg.Cache.Dir = t.TempDir() // and with it the audit spool: one per app
 	}
@@ -81,10 +92,8 @@ func startApp(t *testing.T, cfg config.Config) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+		ln.Close()
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

@@ -1,8 +1,10 @@
 // Package oidctest runs a real OpenID Provider (zitadel/oidc's op package) on a
 // loopback TLS server for tests: discovery, JWKS with key rotation, the device
-// authorization grant (RFC 8628) and refresh tokens, issuing ID tokens that carry
-// a "groups" claim. Tests approve device codes programmatically, as the user
-// would in the browser, and can mint tokens with chosen defects.
+// authorization grant (RFC 8628), the authorization-code grant with PKCE (RFC
+// 7636) behind a plain HTML login form a headless browser can fill in, and
+// refresh tokens, issuing ID tokens that carry a "groups" claim. Tests approve
+// device codes programmatically, as the user would in the browser, and can mint
+// tokens with chosen defects.
 package oidctest
 
 import (
@@ -83,6 +85,10 @@ func Start(t testing.TB) *Provider {
 		if r.URL.Path == "/keys" {
 			p.jwksHit.Add(1)
 		}
+		if r.URL.Path == loginPath {
+			p.serveLogin(w, r)
+			return
+		}
 		provider.ServeHTTP(w, r)
 	})
 	return p
@@ -146,6 +152,26 @@ func (p *Provider) SigningKeyID() string {
 	p.store.mu.Lock()
 	defer p.store.mu.Unlock()
 	return p.store.keys[len(p.store.keys)-1].id
+}
+
+// RegisterWebClient registers a client of the authorization-code flow that may
+// be sent back to redirectURIs (exactly). With a secret it is confidential
+// (client_secret_basic); without, public and bound to PKCE. Tests call it once
+// they know the address of the server under test.
+func (p *Provider) RegisterWebClient(id, secret string, redirectURIs ...string) {
+	c := &client{id: id, web: true, secret: secret, redirectURIs: append([]string(nil), redirectURIs...)}
+	c.lifetime.Store(int64(5 * time.Minute))
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.webClients[id] = c
+}
+
+// AddUser makes subject known with groups, for users who sign in through the
+// login form: the form asks only for the user name, as an IdP would.
+func (p *Provider) AddUser(subject string, groups []string) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.users[subject] = newUser(subject, groups)
 }
 
 // ApproveDevice completes the device authorization with the given user code as

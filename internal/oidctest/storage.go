@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,9 +20,9 @@ import (
 )
 
 // storage is a minimal in-memory op.Storage: one public native client allowed
-// the device and refresh-token grants, users known by subject, RSA signing keys
-// with rotation. The authorization-code flow is not supported (modgate uses the
-// device flow); its methods fail.
+// the device and refresh-token grants, web clients registered for the
+// authorization-code flow with PKCE (the console), users known by subject, RSA
+// signing keys with rotation.
 type storage struct {
 	mu sync.Mutex
 
@@ -33,6 +34,9 @@ type storage struct {
 	refreshTokens map[string]*refreshToken
 	keys          []*signingKey // last is current
 	autoApprove   *user
+	webClients    map[string]*client      // authorization-code clients by id
+	authRequests  map[string]*authRequest // by id
+	codes         map[string]string       // authorization code → auth request id
 }
 
 type user struct {
@@ -72,6 +76,9 @@ func newStorage(clientID string) (*storage, error) {
 		userCodes:     map[string]string{},
 		accessTokens:  map[string]*accessToken{},
 		refreshTokens: map[string]*refreshToken{},
+		webClients:    map[string]*client{},
+		authRequests:  map[string]*authRequest{},
+		codes:         map[string]string{},
 	}
 	s.client.lifetime.Store(int64(5 * time.Minute))
 	k, err := newSigningKey()
@@ -121,19 +128,79 @@ func (s *storage) user(subject string) *user {
 
 var errUnsupported = errors.New("oidctest: not supported")
 
-// AuthStorage.
+// AuthStorage: the authorization-code flow (with PKCE) for web clients such as
+// the console. Requests wait for the login form (login.go) to name a user.
 
-func (s *storage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
-	return nil, errUnsupported
+func (s *storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, userID string) (op.AuthRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := &authRequest{id: randomID(), req: *req, created: time.Now()}
+	if req.CodeChallenge != "" {
+		a.challenge = &oidc.CodeChallenge{Challenge: req.CodeChallenge, Method: req.CodeChallengeMethod}
+	}
+	s.authRequests[a.id] = a
+	return a, nil
 }
-func (s *storage) AuthRequestByID(context.Context, string) (op.AuthRequest, error) {
-	return nil, errUnsupported
+
+func (s *storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.authRequests[id]
+	if !ok {
+		return nil, errors.New("oidctest: unknown auth request")
+	}
+	cp := *a
+	return &cp, nil
 }
-func (s *storage) AuthRequestByCode(context.Context, string) (op.AuthRequest, error) {
-	return nil, errUnsupported
+
+func (s *storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.codes[code]
+	if !ok {
+		return nil, errors.New("oidctest: unknown authorization code")
+	}
+	a, ok := s.authRequests[id]
+	if !ok {
+		return nil, errors.New("oidctest: authorization code already used")
+	}
+	cp := *a
+	return &cp, nil
 }
-func (s *storage) SaveAuthCode(context.Context, string, string) error { return errUnsupported }
-func (s *storage) DeleteAuthRequest(context.Context, string) error    { return nil }
+
+func (s *storage) SaveAuthCode(ctx context.Context, id, code string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.authRequests[id]; !ok {
+		return errors.New("oidctest: unknown auth request")
+	}
+	s.codes[code] = id
+	return nil
+}
+
+// DeleteAuthRequest runs when a code is redeemed: the code is single-use.
+func (s *storage) DeleteAuthRequest(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.authRequests, id)
+	return nil
+}
+
+// completeLogin marks an auth request as authenticated by u.
+func (s *storage) completeLogin(id string, u *user) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.authRequests[id]
+	if !ok {
+		return errors.New("oidctest: unknown auth request")
+	}
+	if known, ok := s.users[u.subject]; ok && len(u.groups) == 0 {
+		u = known
+	}
+	s.users[u.subject] = u
+	a.subject, a.authTime, a.done = u.subject, time.Now(), true
+	return nil
+}
 
 func (s *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
 	s.mu.Lock()
@@ -230,14 +297,28 @@ func (s *storage) KeySet(context.Context) ([]op.Key, error) {
 // OPStorage.
 
 func (s *storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
-	if id != s.client.id {
-		return nil, fmt.Errorf("oidctest: unknown client %q", id)
+	if id == s.client.id {
+		return s.client, nil
 	}
-	return s.client, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.webClients[id]; ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("oidctest: unknown client %q", id)
 }
 
 func (s *storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
-	return errors.New("oidctest: public client has no secret")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.webClients[id]
+	if !ok || c.secret == "" {
+		return errors.New("oidctest: public client has no secret")
+	}
+	if subtle.ConstantTimeCompare([]byte(c.secret), []byte(secret)) != 1 {
+		return errors.New("oidctest: wrong client secret")
+	}
+	return nil
 }
 
 func (s *storage) setUserinfo(info *oidc.UserInfo, subject string) {
@@ -350,21 +431,38 @@ func (r *refreshRequest) GetScopes() []string              { return r.rt.scopes 
 func (r *refreshRequest) GetSubject() string               { return r.rt.subject }
 func (r *refreshRequest) SetCurrentScopes(scopes []string) { r.rt.scopes = scopes }
 
-// client is the public native client `modgate login` uses.
+// client is the public native client `modgate login` uses, or a web client of
+// the authorization-code flow (web set), confidential when it has a secret.
 type client struct {
-	id       string
-	lifetime atomic.Int64 // nanoseconds; tests change it while the OP serves
+	id           string
+	web          bool
+	secret       string
+	redirectURIs []string
+	lifetime     atomic.Int64 // nanoseconds; tests change it while the OP serves
 }
 
-func (c *client) GetID() string                       { return c.id }
-func (c *client) RedirectURIs() []string              { return nil }
-func (c *client) PostLogoutRedirectURIs() []string    { return nil }
-func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
-func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodNone }
+func (c *client) GetID() string                    { return c.id }
+func (c *client) RedirectURIs() []string           { return c.redirectURIs }
+func (c *client) PostLogoutRedirectURIs() []string { return nil }
+func (c *client) ApplicationType() op.ApplicationType {
+	if c.web {
+		return op.ApplicationTypeWeb
+	}
+	return op.ApplicationTypeNative
+}
+func (c *client) AuthMethod() oidc.AuthMethod {
+	if c.secret != "" {
+		return oidc.AuthMethodBasic
+	}
+	return oidc.AuthMethodNone
+}
 func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
 func (c *client) GrantTypes() []oidc.GrantType {
+	if c.web {
+		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+	}
 	return []oidc.GrantType{oidc.GrantTypeDeviceCode, oidc.GrantTypeRefreshToken}
 }
 func (c *client) LoginURL(id string) string            { return "/login?id=" + id }
@@ -380,3 +478,30 @@ func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
+
+// authRequest implements op.AuthRequest for the authorization-code flow.
+type authRequest struct {
+	id        string
+	req       oidc.AuthRequest
+	challenge *oidc.CodeChallenge
+	created   time.Time
+	subject   string
+	authTime  time.Time
+	done      bool
+}
+
+func (a *authRequest) GetID() string                         { return a.id }
+func (a *authRequest) GetACR() string                        { return "" }
+func (a *authRequest) GetAMR() []string                      { return []string{"pwd"} }
+func (a *authRequest) GetAudience() []string                 { return []string{a.req.ClientID} }
+func (a *authRequest) GetAuthTime() time.Time                { return a.authTime }
+func (a *authRequest) GetClientID() string                   { return a.req.ClientID }
+func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge { return a.challenge }
+func (a *authRequest) GetNonce() string                      { return a.req.Nonce }
+func (a *authRequest) GetRedirectURI() string                { return a.req.RedirectURI }
+func (a *authRequest) GetResponseType() oidc.ResponseType    { return a.req.ResponseType }
+func (a *authRequest) GetResponseMode() oidc.ResponseMode    { return a.req.ResponseMode }
+func (a *authRequest) GetScopes() []string                   { return a.req.Scopes }
+func (a *authRequest) GetState() string                      { return a.req.State }
+func (a *authRequest) GetSubject() string                    { return a.subject }
+func (a *authRequest) Done() bool                            { return a.done }

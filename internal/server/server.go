@@ -51,6 +51,9 @@ type Options struct {
 	// FillLock serializes fills of one object across replicas sharing Store
 	// (cache.Config.Lock); nil when this process is the store's only user.
 	FillLock func(ctx context.Context, key string) (unlock func(), err error)
+	// Console is the web console (internal/console), served under /ui; nil
+	// serves none.
+	Console http.Handler
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -73,6 +76,7 @@ type Server struct {
 	// plus the routes' patterns.
 	git             *gitsource.Source
 	privatePatterns string
+	console         http.Handler
 	ready           []readyCheck
 	router          *mux.Router
 }
@@ -121,6 +125,7 @@ func New(opts Options) (*Server, error) {
 		audit:      opts.Audit,
 		auditQuery: opts.AuditQuery,
 		published:  opts.Published,
+		console:    opts.Console,
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
@@ -179,6 +184,14 @@ func (s *Server) routes() *mux.Router {
 	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
 	r.Handle("/metrics", s.endpoint("metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	r.Handle(login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo)))
+
+	// The console identifies its callers itself (session cookie or client
+	// certificate). No module path can start with "ui/": a module path's first
+	// element has a dot.
+	if s.console != nil {
+		r.Handle("/ui", s.endpoint("console", s.console))
+		r.PathPrefix("/ui/").Handler(s.endpoint("console", s.console))
+	}
 
 	// Everything below needs a verified identity.
 	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditEvents))))
