@@ -43,6 +43,10 @@ type Config struct {
 	// untimed ones precede them.
 	Runs   int
 	Warmup int
+	// LoadRuns is how many timed load runs (wrk) each side of a warm comparison
+	// gets, alternating; LoadDuration how long each lasts.
+	LoadRuns     int
+	LoadDuration time.Duration
 	// Match selects scenarios by name; nil runs them all.
 	Match *regexp.Regexp
 	// Go is the go command used as the client.
@@ -68,6 +72,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("bench: runs must be at least 1, not %d", c.Runs)
 	case c.Warmup < 0:
 		return fmt.Errorf("bench: warmup must not be negative, not %d", c.Warmup)
+	case c.LoadRuns < 1:
+		return fmt.Errorf("bench: load runs must be at least 1, not %d", c.LoadRuns)
+	case c.LoadDuration < time.Second:
+		return fmt.Errorf("bench: load duration must be at least 1s, not %s", c.LoadDuration)
 	case c.Go == "":
 		return errors.New("bench: the go command must be given")
 	}
@@ -101,6 +109,21 @@ func Scenarios() []Scenario {
 			Name:    "cold-storm",
 			Summary: "200 concurrent requests for one uncached 50 MB zip over a 20 ms upstream: upstream fetches, time to first byte",
 			Run:     runColdStorm,
+		},
+		{
+			Name:    "warm-small",
+			Summary: "warm .info/.mod at 64 connections over TLS with token auth, policy and audit: req/s and latency vs nginx on the same files",
+			Run:     runWarmSmall,
+		},
+		{
+			Name:    "warm-zips",
+			Summary: "warm .zip of the download-all graph at 64 connections, same setup: MB/s vs nginx",
+			Run:     runWarmZips,
+		},
+		{
+			Name:    "audit-cost",
+			Summary: "warm .info/.mod latency with audit (PostgreSQL, tokens) on vs off",
+			Run:     runAuditCost,
 		},
 	}
 }
