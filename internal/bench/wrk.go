@@ -15,14 +15,14 @@ import (
 
 // wrkResult is one wrk run, as its done() hook reports it.
 type wrkResult struct {
-	Requests    int64
-	Bytes       int64
-	Duration    time.Duration
-	P50, P99    time.Duration
-	StatusErrs  int64 // responses other than 2xx/3xx
-	SocketErrs  int64 // connect, read, write errors and timeouts
-	ReqPerSec   float64
-	MBPerSec    float64 // response bytes (headers included) per second, in MB (10^6)
+	Requests   int64
+	Bytes      int64
+	Duration   time.Duration
+	P50, P99   time.Duration
+	StatusErrs int64 // responses other than 2xx/3xx
+	SocketErrs int64 // connect, read, write errors and timeouts
+	ReqPerSec  float64
+	MBPerSec   float64 // response bytes (headers included) per second, in MB (10^6)
 }
 
 // wrkLoad is a wrk command line: connections over threads for a duration,
