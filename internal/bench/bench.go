@@ -47,6 +47,9 @@ type Config struct {
 	// gets, alternating; LoadDuration how long each lasts.
 	LoadRuns     int
 	LoadDuration time.Duration
+	// ProfileDir, when set, receives a CPU profile of modgate from the first timed
+	// load run of each warm comparison (modgate serve --pprof-listen).
+	ProfileDir string
 	// Match selects scenarios by name; nil runs them all.
 	Match *regexp.Regexp
 	// Go is the go command used as the client.

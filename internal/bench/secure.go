@@ -156,6 +156,8 @@ type secureOptions struct {
 type secureModgate struct {
 	*modgateProc
 	Token string // a pull token when there is a database
+	// PprofURL is modgate's profile endpoint when Env.ProfileDir is set.
+	PprofURL string
 }
 
 // startSecureModgate writes a configuration file and starts `modgate serve` with
@@ -178,11 +180,22 @@ func startSecureModgate(ctx context.Context, env *Env, name, upstream, cacheDir 
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	p, err := startModgateArgs(ctx, env.Modgate, filepath.Join(dir, "modgate.log"), []string{"serve", "--config", cfgPath})
+	args := []string{"serve", "--config", cfgPath}
+	var pprofURL string
+	if env.ProfileDir != "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		args = append(args, "--pprof-listen", addr)
+		pprofURL = "http://" + addr + "/debug/pprof/profile"
+	}
+	p, err := startModgateArgs(ctx, env.Modgate, filepath.Join(dir, "modgate.log"), args)
 	if err != nil {
 		return nil, err
 	}
-	m := &secureModgate{modgateProc: p}
+	m := &secureModgate{modgateProc: p, PprofURL: pprofURL}
 	if opts.Database != nil {
 		// The database is migrated once modgate listens.
 		cmd := exec.CommandContext(ctx, env.Modgate, "token", "create", "--subject", "bench@corp.example",

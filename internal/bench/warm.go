@@ -3,7 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -103,6 +107,7 @@ func (s *warmSetup) startNginx(ctx context.Context, env *Env) (*nginxProc, error
 // token differs per side).
 type loadSide struct {
 	name, url, script string
+	pprof             string // modgate's profile endpoint, when profiling
 }
 
 // loadSeries are the per-run wrk figures of each side.
@@ -125,7 +130,19 @@ func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides [2
 			if i == 0 { // warm-up: connections, page cache, modgate's decision and token caches
 				load.Duration = time.Second
 			}
+			var profDone chan error
+			if i == 1 && side.pprof != "" && env.ProfileDir != "" {
+				profDone = make(chan error, 1)
+				go func() {
+					profDone <- saveProfile(ctx, side.pprof, env.LoadDuration, filepath.Join(env.ProfileDir, filepath.Base(env.Dir)+"-"+strings.ReplaceAll(side.name, " ", "-")+".pprof"))
+				}()
+			}
 			r, err := load.run(ctx, side.url)
+			if profDone != nil {
+				if perr := <-profDone; perr != nil {
+					env.Log.Warn("profile", "err", perr)
+				}
+			}
 			if err != nil {
 				return ls, fmt.Errorf("%s: %w", side.name, err)
 			}
@@ -140,6 +157,36 @@ func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides [2
 		}
 	}
 	return ls, nil
+}
+
+// saveProfile fetches a CPU profile of d (less a second, so it ends inside the
+// load run) from a pprof endpoint into path.
+func saveProfile(ctx context.Context, endpoint string, d time.Duration, path string) error {
+	secs := max(1, int(d.Seconds())-1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?seconds=%d", endpoint, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("bench: profile: %s", resp.Status)
+	}
+	if err := mkdir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // ratioResult compares the medians of series[a] and series[b], with a bootstrap
@@ -180,7 +227,7 @@ func runWarmSmall(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	cpu0, _ := mg.CPU()
 	req0, _, _ := mg.LogStats()
-	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"modgate", mg.URL, mgScript}, {"nginx", ng.URL, ngScript}})
+	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"modgate", mg.URL, mgScript, mg.PprofURL}, {"nginx", ng.URL, ngScript, ""}})
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +269,7 @@ func runWarmZips(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"modgate", mg.URL, mgScript}, {"nginx", ng.URL, ngScript}})
+	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"modgate", mg.URL, mgScript, mg.PprofURL}, {"nginx", ng.URL, ngScript, ""}})
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +309,7 @@ func runAuditCost(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	// Only the side under load runs requests, but both processes are up: the idle
 	// one costs nothing but memory.
-	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"audit on", on.URL, onScript}, {"audit off", off.URL, offScript}})
+	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"audit on", on.URL, onScript, on.PprofURL}, {"audit off", off.URL, offScript, off.PprofURL}})
 	if err != nil {
 		return nil, err
 	}
