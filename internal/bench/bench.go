@@ -128,6 +128,16 @@ func Scenarios() []Scenario {
 			Summary: "warm .info/.mod latency with audit (PostgreSQL, tokens) on vs off",
 			Run:     runAuditCost,
 		},
+		{
+			Name:    "policy",
+			Summary: "policy decision p50/p99, cache hit and miss, shipped policy and a 1,000-team/10,000-prefix one (internal/policy BenchmarkDecide)",
+			Run:     runPolicy,
+		},
+		{
+			Name:    "audit",
+			Summary: "sustained audit events/s into PostgreSQL (internal/audit BenchmarkWriterThroughput)",
+			Run:     runAudit,
+		},
 	}
 }
 
