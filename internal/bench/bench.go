@@ -138,6 +138,11 @@ func Scenarios() []Scenario {
 			Summary: "sustained audit events/s into PostgreSQL (internal/audit BenchmarkWriterThroughput)",
 			Run:     runAudit,
 		},
+		{
+			Name:    "memory",
+			Summary: "modgate's peak RSS with 256 concurrent downloads of a 50 MB zip over TLS, cold and warm",
+			Run:     runMemory,
+		},
 	}
 }
 
