@@ -109,6 +109,11 @@ func Scenarios() []Scenario {
 			Run:     runDownloadAll,
 		},
 		{
+			Name:    "download-all-tls",
+			Summary: "download-all with modgate as deployed: TLS, API token in .netrc, policy and audit on, vs file://",
+			Run:     runDownloadAllTLS,
+		},
+		{
 			Name:    "cold-storm",
 			Summary: "200 concurrent requests for one uncached 50 MB zip over a 20 ms upstream: upstream fetches, time to first byte",
 			Run:     runColdStorm,
