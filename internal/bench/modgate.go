@@ -170,8 +170,14 @@ func parseProcStatCPU(data []byte) (cpuTime, error) {
 	return cpuTime{User: time.Duration(utime) * tick, Sys: time.Duration(stime) * tick}, nil
 }
 
-// LogStats returns how many access-log lines and bytes modgate has written.
+// logFlushWait outlasts modgate serve's log batching (internal/logwriter flushes
+// every 100 ms), so that a request's line is in the file when it is counted.
+const logFlushWait = 250 * time.Millisecond
+
+// LogStats returns how many access-log lines and bytes modgate has written, after
+// waiting for modgate's batched log to reach the file.
 func (p *modgateProc) LogStats() (requests int, size int64, err error) {
+	time.Sleep(logFlushWait)
 	data, err := os.ReadFile(p.LogPath)
 	if err != nil {
 		return 0, 0, fmt.Errorf("bench: %w", err)
