@@ -56,7 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer logOut.Close()
 	log := newLogger(logOut, cfg.Log.Level)
 	if *pprofListen != "" {
-		stopPprof, err := servePprof(*pprofListen, log)
+		_, stopPprof, err := servePprof(*pprofListen, log)
 		if err != nil {
 			return err
 		}
@@ -84,17 +84,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // servePprof serves the runtime profiles on a loopback address of their own, apart
 // from the proxy's listener: profiles reveal memory contents and cost CPU, so they
 // are opt-in and never reachable from another machine.
-func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+func servePprof(addr string, log *slog.Logger) (bound string, stop func(), err error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("--pprof-listen: %w", err)
+		return "", nil, fmt.Errorf("--pprof-listen: %w", err)
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, fmt.Errorf("--pprof-listen: %q is not a loopback address", addr)
+		return "", nil, fmt.Errorf("--pprof-listen: %q is not a loopback address", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--pprof-listen: %w", err)
+		return "", nil, fmt.Errorf("--pprof-listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -105,7 +105,7 @@ func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	log.Info("pprof serving", "addr", ln.Addr().String())
-	return func() { srv.Close() }, nil
+	return ln.Addr().String(), func() { srv.Close() }, nil
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
