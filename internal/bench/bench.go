@@ -43,6 +43,13 @@ type Config struct {
 	// untimed ones precede them.
 	Runs   int
 	Warmup int
+	// LoadRuns is how many timed load runs (wrk) each side of a warm comparison
+	// gets, alternating; LoadDuration how long each lasts.
+	LoadRuns     int
+	LoadDuration time.Duration
+	// ProfileDir, when set, receives a CPU profile of modgate from the first timed
+	// load run of each warm comparison (modgate serve --pprof-listen).
+	ProfileDir string
 	// Match selects scenarios by name; nil runs them all.
 	Match *regexp.Regexp
 	// Go is the go command used as the client.
@@ -68,6 +75,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("bench: runs must be at least 1, not %d", c.Runs)
 	case c.Warmup < 0:
 		return fmt.Errorf("bench: warmup must not be negative, not %d", c.Warmup)
+	case c.LoadRuns < 1:
+		return fmt.Errorf("bench: load runs must be at least 1, not %d", c.LoadRuns)
+	case c.LoadDuration < time.Second:
+		return fmt.Errorf("bench: load duration must be at least 1s, not %s", c.LoadDuration)
 	case c.Go == "":
 		return errors.New("bench: the go command must be given")
 	}
@@ -98,9 +109,44 @@ func Scenarios() []Scenario {
 			Run:     runDownloadAll,
 		},
 		{
+			Name:    "download-all-tls",
+			Summary: "download-all with modgate as deployed: TLS, API token in .netrc, policy and audit on, vs file://",
+			Run:     runDownloadAllTLS,
+		},
+		{
 			Name:    "cold-storm",
 			Summary: "200 concurrent requests for one uncached 50 MB zip over a 20 ms upstream: upstream fetches, time to first byte",
 			Run:     runColdStorm,
+		},
+		{
+			Name:    "warm-small",
+			Summary: "warm .info/.mod at 64 connections over TLS with token auth, policy and audit: req/s and latency vs nginx on the same files",
+			Run:     runWarmSmall,
+		},
+		{
+			Name:    "warm-zips",
+			Summary: "warm .zip of the download-all graph at 64 connections, same setup: MB/s vs nginx",
+			Run:     runWarmZips,
+		},
+		{
+			Name:    "audit-cost",
+			Summary: "warm .info/.mod latency with audit (PostgreSQL, tokens) on vs off",
+			Run:     runAuditCost,
+		},
+		{
+			Name:    "policy",
+			Summary: "policy decision p50/p99, cache hit and miss, shipped policy and a 1,000-team/10,000-prefix one (internal/policy BenchmarkDecide)",
+			Run:     runPolicy,
+		},
+		{
+			Name:    "audit",
+			Summary: "sustained audit events/s into PostgreSQL (internal/audit BenchmarkWriterThroughput)",
+			Run:     runAudit,
+		},
+		{
+			Name:    "memory",
+			Summary: "modgate's peak RSS with 256 concurrent downloads of a 50 MB zip over TLS, cold and warm",
+			Run:     runMemory,
 		},
 	}
 }

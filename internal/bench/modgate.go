@@ -34,14 +34,20 @@ type modgateProc struct {
 // empty cache in cacheDir, its JSON log going to logPath, and waits until it
 // listens.
 func startModgate(ctx context.Context, bin, upstream, cacheDir, logPath string, extraArgs ...string) (*modgateProc, error) {
+	// Anonymous callers on loopback, with the repository's policy deciding every
+	// request: the proxy path with policy on. The warm scenarios add TLS, tokens
+	// and audit (startSecureModgate).
+	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)
+	return startModgateArgs(ctx, bin, logPath, args)
+}
+
+// startModgateArgs runs bin with args (a `serve` command line), its JSON log
+// going to logPath, and waits until it listens.
+func startModgateArgs(ctx context.Context, bin, logPath string, args []string) (*modgateProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	// Anonymous callers on loopback, with the repository's policy deciding every
-	// request: the first version of the benchmark measures the proxy path with
-	// policy on; TLS, tokens and audit join it with the full benchmark suite.
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)
 	cmd := exec.Command(bin, args...)
 	if root, err := repoRoot(); err == nil {
 		cmd.Dir = root // where policy/ lives
@@ -120,6 +126,21 @@ type cpuTime struct{ User, Sys time.Duration }
 
 func (c cpuTime) Total() time.Duration { return c.User + c.Sys }
 
+// PeakRSS returns the process's peak resident set size in bytes so far (VmHWM in
+// /proc/<pid>/status, Linux).
+func (p *modgateProc) PeakRSS() (int64, error) {
+	return procPeakRSS(p.cmd.Process.Pid)
+}
+
+func procPeakRSS(pid int) (int64, error) {
+	v := procField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM")
+	var kb int64
+	if _, err := fmt.Sscanf(v, "%d", &kb); err != nil {
+		return 0, fmt.Errorf("bench: no VmHWM for process %d: %q", pid, v)
+	}
+	return kb << 10, nil
+}
+
 // CPU returns the CPU time modgate has used so far, from /proc/<pid>/stat (Linux;
 // clock ticks are 100 Hz on every Linux the go command supports).
 func (p *modgateProc) CPU() (cpuTime, error) {
@@ -149,8 +170,14 @@ func parseProcStatCPU(data []byte) (cpuTime, error) {
 	return cpuTime{User: time.Duration(utime) * tick, Sys: time.Duration(stime) * tick}, nil
 }
 
-// LogStats returns how many access-log lines and bytes modgate has written.
+// logFlushWait outlasts modgate serve's log batching (internal/logwriter flushes
+// every 100 ms), so that a request's line is in the file when it is counted.
+const logFlushWait = 250 * time.Millisecond
+
+// LogStats returns how many access-log lines and bytes modgate has written, after
+// waiting for modgate's batched log to reach the file.
 func (p *modgateProc) LogStats() (requests int, size int64, err error) {
+	time.Sleep(logFlushWait)
 	data, err := os.ReadFile(p.LogPath)
 	if err != nil {
 		return 0, 0, fmt.Errorf("bench: %w", err)

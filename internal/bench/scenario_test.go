@@ -66,6 +66,8 @@ func TestDownloadAllScenario(t *testing.T) {
 				WorkDir:       t.TempDir(),
 				Runs:          2,
 				Warmup:        1,
+				LoadRuns:      1,
+				LoadDuration:  time.Second,
 				Match:         regexp.MustCompile("^download-all$"),
 				Go:            goBin,
 			}

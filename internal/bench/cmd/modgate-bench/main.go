@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/modgate/modgate/internal/bench"
 )
@@ -64,6 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.KeepWork, "keep-work", false, "keep the scratch directory (modgate logs, caches) afterwards")
 	fs.StringVar(&cfg.ModCacheDir, "modcache-dir", "auto", "where the go command's fresh module caches go: a directory, \"work\" for the work directory, or \"auto\" for /dev/shm when it is a usable tmpfs and the work directory otherwise")
 	fs.IntVar(&cfg.Runs, "runs", 9, "timed runs per side of each comparison")
+	fs.IntVar(&cfg.LoadRuns, "load-runs", 5, "timed wrk runs per side of each warm comparison")
+	fs.DurationVar(&cfg.LoadDuration, "load-duration", 4*time.Second, "length of each wrk run")
+	fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "write a CPU profile of modgate during the first timed load run of each warm scenario into this directory")
 	fs.IntVar(&cfg.Warmup, "warmup", 1, "untimed runs per side before the timed ones")
 	runPattern := fs.String("run", "", "run only the scenarios whose names match this regular expression")
 	out := fs.String("out", "bench-results", "directory the JSON and markdown reports are written to")
@@ -95,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "work":
 		cfg.ModCacheDir = ""
 	}
-	for _, p := range []*string{&cfg.Modgate, &cfg.Graph, &cfg.CacheDir, &cfg.ModCacheDir} {
+	for _, p := range []*string{&cfg.Modgate, &cfg.Graph, &cfg.CacheDir, &cfg.ModCacheDir, &cfg.ProfileDir} {
 		if *p != "" {
 			if *p, err = filepath.Abs(*p); err != nil {
 				return err
