@@ -37,6 +37,11 @@ type Spec struct {
 	// large immutable objects (zips); small ones are served only once complete and
 	// checked, so a bad upstream answer becomes a clean error status.
 	Stream bool
+	// BufferBelow, with Stream, still holds back objects whose announced size is
+	// below it until they are complete and checked, so a failed Check becomes a
+	// clean error status instead of a broken transfer. Streaming only pays off for
+	// large objects; most module zips are small.
+	BufferBelow int64
 	// MaxSize bounds the object; a source sending more is an error.
 	MaxSize int64
 	// Fetch gets the object from its source. It runs on a context detached from the
@@ -133,7 +138,9 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 			f.release()
 			return nil, err
 		}
-		return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
+		if f.size < 0 || f.size >= spec.BufferBelow {
+			return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
+		}
 	}
 	defer f.release()
 	if err := f.wait(ctx); err != nil {

@@ -78,6 +78,9 @@ func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, ab
 	}
 	ev.SetIdentity(rec.identity)
 	ev.SetDuration(d)
+	if integrityFailure(rec.err) {
+		ev.Outcome = audit.OutcomeIntegrityFailure
+	}
 	if rec.err != nil {
 		ev.Reason = derrors.PublicMessage(rec.err)
 	} else if rec.reason != "" {

@@ -110,6 +110,7 @@ func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 	if s.isPrivate(req.Module) {
 		return s.privateSpec(req, spec) // private.go: never the public chain
 	}
+	spec = s.verified(req, spec) // verify.go
 	if spec.Stream {
 		spec.Fetch = s.upstreamFetch(path, 0)
 	} else {

@@ -23,6 +23,7 @@ import (
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/upstream"
+	"github.com/modgate/modgate/internal/verify"
 	"github.com/modgate/modgate/internal/version"
 )
 
@@ -71,8 +72,11 @@ type Server struct {
 	// plus the routes' patterns.
 	git             *gitsource.Source
 	privatePatterns string
-	ready           []readyCheck
-	router          *mux.Router
+	// verifier checks public .mod and .zip objects against the checksum database
+	// before they are cached (verify.go); nil when sumdb.verify is off.
+	verifier *verify.Verifier
+	ready    []readyCheck
+	router   *mux.Router
 }
 
 type readyCheck struct {
@@ -133,6 +137,9 @@ func New(opts Options) (*Server, error) {
 	}
 	s.privatePatterns = cfg.Private.AllPatterns()
 	if s.git, err = newGitSource(cfg, s); err != nil {
+		return nil, err
+	}
+	if s.verifier, err = newVerifier(s, store); err != nil {
 		return nil, err
 	}
 	if cfg.TLSEnabled() {
