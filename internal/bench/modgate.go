@@ -41,7 +41,14 @@ func startModgate(ctx context.Context, bin, upstream, cacheDir, logPath string, 
 	// Anonymous callers on loopback, with the repository's policy deciding every
 	// request: the first version of the benchmark measures the proxy path with
 	// policy on; TLS, tokens and audit join it with the full benchmark suite.
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)
+	// The synthetic module graph is in no checksum database, so server-side
+	// verification (sumdb.verify) is off: the scenarios measure the proxy path.
+	cfgPath := filepath.Join(filepath.Dir(logPath), "modgate-bench.yaml")
+	if err := os.WriteFile(cfgPath, []byte("sumdb:\n  verify: false\n"), 0o644); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	args := append([]string{"serve", "--config", cfgPath, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)
 	cmd := exec.Command(bin, args...)
 	if root, err := repoRoot(); err == nil {
 		cmd.Dir = root // where policy/ lives

@@ -238,7 +238,7 @@ func (c *Cache) run(f *fill, spec Spec) {
 func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
 	tmp, err := os.CreateTemp(c.store.ScratchDir(), "fill-*")
 	if err != nil {
-		return fmt.Errorf("cache: creating temporary file: %w", err)
+		return storageError(fmt.Errorf("cache: creating temporary file: %w", err))
 	}
 	f.setFile(tmp)
 
@@ -261,7 +261,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
 				return derrors.New(derrors.BadUpstream, "upstream object exceeds the %d-byte limit", spec.MaxSize)
 			}
 			if _, werr := tmp.Write(buf[:k]); werr != nil {
-				return fmt.Errorf("cache: writing %s: %w", spec.Key, werr)
+				return storageError(fmt.Errorf("cache: writing %s: %w", spec.Key, werr))
 			}
 			n += int64(k)
 			f.progress(n)
