@@ -278,4 +278,3 @@ func TestPostgresDownForTokens(t *testing.T) {
 		t.Errorf("client certificate while PostgreSQL is down: %d %s", resp.StatusCode, b)
 	}
 }
-
