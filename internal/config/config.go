@@ -315,6 +315,8 @@ type Server struct {
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// RateLimit bounds each identity's request rate (429 with Retry-After beyond).
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // Defaults returns the configuration used for keys a file leaves out.
@@ -355,6 +357,7 @@ func Defaults() Config {
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
+			RateLimit:         RateLimit{RequestsPerSecond: 200, Burst: 400},
 		},
 	}
 }
@@ -400,6 +403,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, "upstream.retry_backoff must be positive")
 	}
 	errs = append(errs, c.SumDB.validate()...)
+	errs = append(errs, c.Server.RateLimit.validate()...)
 	for _, n := range c.SumDB.Names {
 		if n == "" || strings.ContainsAny(n, "/ \\") {
 			errs = append(errs, fmt.Sprintf("sumdb.names: invalid name %q", n))

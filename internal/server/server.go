@@ -72,11 +72,14 @@ type Server struct {
 	// plus the routes' patterns.
 	git             *gitsource.Source
 	privatePatterns string
+	ready           []readyCheck
+	router          *mux.Router
+
 	// verifier checks public .mod and .zip objects against the checksum database
 	// before they are cached (verify.go); nil when sumdb.verify is off.
 	verifier *verify.Verifier
-	ready    []readyCheck
-	router   *mux.Router
+	// limiter is the per-identity request budget (ratelimit.go); nil is unlimited.
+	limiter *rateLimiter
 }
 
 type readyCheck struct {
@@ -131,6 +134,7 @@ func New(opts Options) (*Server, error) {
 		audit:      opts.Audit,
 		auditQuery: opts.AuditQuery,
 		published:  opts.Published,
+		limiter:    newRateLimiter(cfg.Server.RateLimit),
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
