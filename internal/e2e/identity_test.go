@@ -72,6 +72,12 @@ func writeFile(t *testing.T, path string, data []byte) {
 // on a loopback port and returns its https URL.
 func startApp(t *testing.T, cfg config.Config) string {
 	t.Helper()
+	return startAppLogging(t, cfg, io.Discard)
+}
+
+// startAppLogging is startApp with modgate's JSON log, at debug level, going to logs.
+func startAppLogging(t *testing.T, cfg config.Config, logs io.Writer) string {
+	t.Helper()
 	if cfg.Audit.SpoolDir == config.Defaults().Audit.SpoolDir {
 		cfg.Audit.SpoolDir = t.TempDir()
 	}
@@ -79,7 +85,7 @@ func startApp(t *testing.T, cfg config.Config) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}

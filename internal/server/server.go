@@ -190,7 +190,7 @@ func (s *Server) routes() *mux.Router {
 	// would hide %2e%2e and %00 from the validators.
 	r.SkipClean(true)
 	r.UseEncodedPath()
-	r.Use(s.withRequestID, s.withLogging)
+	r.Use(s.withSecureHeaders, s.withRequestID, s.withLogging)
 
 	r.Handle("/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz)))
 	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
