@@ -112,7 +112,7 @@ func TestUpstreamFaults(t *testing.T) {
 		{name: "fail/truncated-mod-without-length", path: modPath, fault: proxytest.Fault{Truncate: true, TruncateAfter: 10},
 			wantStatus: 502, wantReason: "checksum mismatch for mod.test/hello@v1.1.0/go.mod", outcome: audit.OutcomeIntegrityFailure},
 		{name: "fail/altered-zip-byte", path: zipPath, fault: proxytest.Fault{Corrupt: true, CorruptOffset: 60},
-			wantStatus: 502, wantReason: "mod.test/hello@v1.1.0", outcome: audit.OutcomeError},
+			wantStatus: 502, wantReason: "upstream sent a corrupt module zip for mod.test/hello@v1.1.0", outcome: audit.OutcomeIntegrityFailure},
 		{name: "fail/wrong-info-version", path: infoPath, fault: proxytest.Fault{InfoVersion: "v9.9.9"},
 			wantStatus: 502, wantReason: `upstream .info names version "v9.9.9", not the requested "v1.1.0"`, outcome: audit.OutcomeError},
 		{name: "fail/5xx-storm", path: zipPath, fault: proxytest.Fault{Status: 503},

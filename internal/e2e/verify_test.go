@@ -261,7 +261,9 @@ func TestVerifyRefusesMismatch(t *testing.T) {
 			if cachedObject(mg.CacheDir, tt.path) {
 				t.Errorf("refused object was cached")
 			}
-			// Nothing is remembered: the next request asks the upstream again.
+			// Nothing is remembered: the next request asks the upstream again (a
+			// mirror that served bad bytes is only asked after the others, and
+			// there are none here).
 			hits := upstream.Hits(tt.path)
 			if status, _ := get(t, mg.URL+tt.path); status != http.StatusBadGateway {
 				t.Errorf("second request: %d, want 502", status)
@@ -368,5 +370,38 @@ func TestVerifyDetectsForkedLogAcrossRestart(t *testing.T) {
 	fresh := startVerifyingProxy(t, upstream.URL, db.Key(), t.TempDir())
 	if status, body := get(t, fresh.URL+p1); status != http.StatusOK {
 		t.Fatalf("fresh modgate: GET %s = %d %q, want 200", p1, status, body)
+	}
+}
+
+// A mirror that served bytes failing verification is passed over for that object:
+// the next request is answered from the next mirror in the list.
+func TestVerifyFallsBackToNextMirror(t *testing.T) {
+	t.Parallel()
+	genuine := helloModules(t)
+	for _, sep := range []string{",", "|"} {
+		t.Run("sep="+sep, func(t *testing.T) {
+			t.Parallel()
+			bad := proxytest.NewServer(t, genuine...)
+			good := proxytest.NewServer(t, genuine...)
+			db := sumdbtest.Mount(t, bad, testSumDB)
+			good.MountSumDB(db)
+			path := proxytest.ZipPath(proxytest.HelloPath, "v1.1.0")
+			bad.SetFault(path, proxytest.Fault{Corrupt: true, CorruptOffset: 60})
+			mg := startVerifyingProxy(t, bad.URL+sep+good.URL, db.Key(), t.TempDir())
+			if status, body := get(t, mg.URL+path); status != http.StatusBadGateway {
+				t.Fatalf("first request: %d %q, want 502", status, body)
+			}
+			status, body := get(t, mg.URL+path)
+			if status != http.StatusOK {
+				t.Fatalf("second request: %d %q, want 200 from the second mirror", status, body)
+			}
+			want, _ := proxytest.Zip(genuine[2])
+			if genuine[2].Version != "v1.1.0" || body != string(want) {
+				t.Error("second request did not serve the genuine zip")
+			}
+			if good.Hits(path) != 1 || !cachedObject(mg.CacheDir, path) {
+				t.Errorf("second mirror hits %d, cached %v", good.Hits(path), cachedObject(mg.CacheDir, path))
+			}
+		})
 	}
 }

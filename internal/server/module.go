@@ -110,13 +110,12 @@ func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 	if s.isPrivate(req.Module) {
 		return s.privateSpec(req, spec) // private.go: never the public chain
 	}
-	spec = s.verified(req, spec) // verify.go
 	if spec.Stream {
 		spec.Fetch = s.upstreamFetch(path, 0)
 	} else {
 		spec.Fetch = s.upstreamFetch(path, spec.MaxSize)
 	}
-	return spec
+	return s.verified(req, spec) // verify.go
 }
 
 func (s *Server) upstreamFetch(path string, buffer int64) func(context.Context) (*cache.Fetched, error) {

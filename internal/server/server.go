@@ -80,6 +80,8 @@ type Server struct {
 	verifier *verify.Verifier
 	// limiter is the per-identity request budget (ratelimit.go); nil is unlimited.
 	limiter *rateLimiter
+	// quarantine passes over mirrors that served an object failing verification.
+	quarantine quarantine
 }
 
 type readyCheck struct {

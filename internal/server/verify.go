@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/mod/module"
 
@@ -71,13 +73,38 @@ func (s *Server) verified(req goproxy.Request, spec cache.Spec) cache.Spec {
 	mod := module.Version{Path: req.Module, Version: req.Version}
 	check := spec.Check
 	spec.BufferBelow = verifyBufferBelow
-	spec.Check = func(f *os.File, size int64) error {
+	// Fetch and Check of one spec run in sequence on the cache's fetch goroutine,
+	// so source needs no lock.
+	var source string
+	path, buffer := req.Path(), int64(0)
+	if !spec.Stream {
+		buffer = spec.MaxSize
+	}
+	spec.Fetch = func(ctx context.Context) (*cache.Fetched, error) {
+		resp, err := s.chain.FetchAvoiding(ctx, path, buffer, func(mirror string) bool { return s.quarantine.has(path, mirror) })
+		if err != nil {
+			return nil, err
+		}
+		source = resp.Source
+		return &cache.Fetched{Body: resp.Body, Size: resp.Size, Source: resp.Source}, nil
+	}
+	spec.Check = func(f *os.File, size int64) (err error) {
+		defer func() {
+			if verify.IsIntegrityFailure(err) {
+				s.m.IntegrityFailures.Inc()
+			}
+			if verify.IsBadBytes(err) {
+				// This mirror's bytes are wrong: the next requests ask the next
+				// mirror (GOPROXY-style lists usually name a second one for
+				// exactly this).
+				s.quarantine.add(path, source)
+			}
+		}()
 		if check != nil {
 			if err := check(f, size); err != nil {
 				return err
 			}
 		}
-		var err error
 		if req.Kind == goproxy.KindZip {
 			err = s.verifier.CheckZip(mod, f.Name())
 		} else {
@@ -86,9 +113,6 @@ func (s *Server) verified(req goproxy.Request, spec cache.Spec) cache.Spec {
 				return fmt.Errorf("reading .mod: %w", rerr)
 			}
 			err = s.verifier.CheckMod(mod, data)
-		}
-		if verify.IsIntegrityFailure(err) {
-			s.m.IntegrityFailures.Inc()
 		}
 		return err
 	}
@@ -99,4 +123,38 @@ func (s *Server) verified(req goproxy.Request, spec cache.Spec) cache.Spec {
 // audit outcome.
 func integrityFailure(err error) bool {
 	return err != nil && verify.IsIntegrityFailure(err)
+}
+
+// quarantineTTL is how long a mirror that served an object failing verification is
+// asked for that object only after the others. Long enough for a build's retries to reach the
+// next mirror; short enough that a repaired mirror is used again.
+const quarantineTTL = 10 * time.Minute
+
+// quarantine remembers (object, mirror) pairs that failed verification. It only
+// reorders the chain: what any mirror serves is verified regardless.
+type quarantine struct {
+	mu sync.Mutex
+	m  map[[2]string]time.Time // expiry
+}
+
+func (q *quarantine) add(path, mirror string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.m == nil {
+		q.m = make(map[[2]string]time.Time)
+	}
+	now := time.Now()
+	for k, exp := range q.m {
+		if now.After(exp) {
+			delete(q.m, k)
+		}
+	}
+	q.m[[2]string{path, mirror}] = now.Add(quarantineTTL)
+}
+
+func (q *quarantine) has(path, mirror string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	exp, ok := q.m[[2]string{path, mirror}]
+	return ok && time.Now().Before(exp)
 }

@@ -101,7 +101,16 @@ func (v *Verifier) Name() string { return v.name }
 type Error struct {
 	Module, Version string
 	Got, Want       string // h1: hashes (empty when the database misbehaved); Want lists every hash the database holds
-	err             error
+	// Corrupt: the upstream's zip could not be hashed (its files are damaged).
+	Corrupt bool
+	err     error
+}
+
+// IsBadBytes reports whether err says the upstream's bytes themselves are wrong
+// (a hash mismatch or a damaged zip), as opposed to the database misbehaving.
+func IsBadBytes(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && (e.Got != "" || e.Corrupt)
 }
 
 func (e *Error) Error() string { return e.err.Error() }
@@ -136,7 +145,10 @@ func IsIntegrityFailure(err error) bool {
 func (v *Verifier) CheckZip(mod module.Version, file string) error {
 	h, err := dirhash.HashZip(file, dirhash.Hash1)
 	if err != nil {
-		return derrors.WithCause(derrors.BadUpstream, err, "upstream sent an unreadable module zip for %s@%s", mod.Path, mod.Version)
+		// Files that do not decompress or fail their CRC: altered bytes, whose
+		// hash cannot even be computed.
+		return &Error{Module: mod.Path, Version: mod.Version, Corrupt: true,
+			err: derrors.WithCause(derrors.BadUpstream, err, "upstream sent a corrupt module zip for %s@%s (its files do not decompress intact)", mod.Path, mod.Version)}
 	}
 	return v.check(mod.Path, mod.Version, mod.Version, h)
 }
