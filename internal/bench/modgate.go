@@ -42,9 +42,11 @@ func startModgate(ctx context.Context, bin, upstream, cacheDir, logPath string, 
 	// request: the first version of the benchmark measures the proxy path with
 	// policy on; TLS, tokens and audit join it with the full benchmark suite.
 	// The synthetic module graph is in no checksum database, so server-side
-	// verification (sumdb.verify) is off: the scenarios measure the proxy path.
+	// verification (sumdb.verify) is off, and so is the per-identity rate limit
+	// (every scenario client is one anonymous identity): the scenarios measure
+	// the proxy path.
 	cfgPath := filepath.Join(filepath.Dir(logPath), "modgate-bench.yaml")
-	if err := os.WriteFile(cfgPath, []byte("sumdb:\n  verify: false\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("sumdb:\n  verify: false\nserver:\n  rate_limit:\n    requests_per_second: 0\n"), 0o644); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("bench: %w", err)
 	}

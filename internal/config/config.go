@@ -357,7 +357,7 @@ func Defaults() Config {
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
-			RateLimit:         RateLimit{RequestsPerSecond: 200, Burst: 400},
+			RateLimit:         RateLimit{RequestsPerSecond: 1000, Burst: 5000},
 		},
 	}
 }
