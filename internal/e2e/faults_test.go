@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -204,6 +205,28 @@ func TestStorageFaults(t *testing.T) {
 		// The failed fill's scratch file was removed: small objects still fit.
 		if status, body := get(t, mg.URL+small); status != 200 {
 			t.Fatalf("GET small after the failure = %d %q", status, body)
+		}
+	})
+	t.Run("fail/permission-denied", func(t *testing.T) {
+		t.Parallel()
+		// Root ignores file modes; the immutable attribute (chattr +i) refuses
+		// even root with EPERM, as a wrongly owned volume refuses modgate's user.
+		dir := t.TempDir()
+		mg := startVerifyingProxy(t, upstream.URL, db.Key(), dir)
+		if status, body := get(t, mg.URL+small); status != 200 {
+			t.Fatalf("warm-up = %d %q", status, body)
+		}
+		scratch := filepath.Join(dir, ".tmp")
+		if out, err := exec.Command("chattr", "+i", scratch).CombinedOutput(); err != nil {
+			t.Fatalf("chattr +i: %v\n%s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("chattr", "-i", scratch).Run() })
+		status, body := get(t, mg.URL+proxytest.ZipPath(proxytest.HelloPath, "v1.1.0"))
+		if status != http.StatusServiceUnavailable || !strings.Contains(body, "cache storage is not writable") {
+			t.Fatalf("GET with an unwritable cache = %d %q, want 503 not writable", status, body)
+		}
+		if status, _ := get(t, mg.URL+small); status != 200 {
+			t.Errorf("cached object not served: %d", status)
 		}
 	})
 	t.Run("fail/read-only", func(t *testing.T) {
