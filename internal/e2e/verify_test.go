@@ -156,6 +156,19 @@ func TestVerifyGenuineModulesPass(t *testing.T) {
 	if got := mg.integrityFailures(t); got != 0 {
 		t.Errorf("modgate_integrity_failures_total = %v, want 0", got)
 	}
+	// modgate's own lookups and the go command's share the cache: each version
+	// is looked up in the database once.
+	for _, path := range []string{proxytest.HelloPath, proxytest.LegacyPath} {
+		versions := 0
+		for _, m := range upstream.Modules() {
+			if m.Path == path {
+				versions++
+			}
+		}
+		if n := db.Lookups(path); n != versions {
+			t.Errorf("%s: %d database lookups for %d versions, want one each", path, n, versions)
+		}
+	}
 	if _, err := os.Stat(filepath.Join(mg.CacheDir, "sumdb-state", testSumDB, "latest")); err != nil {
 		t.Errorf("verified tree head not persisted: %v", err)
 	}
