@@ -13,9 +13,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
+	"github.com/modgate/modgate/internal/sumdbtest"
 )
 
 // startHTTPServer runs modgate behind its own *http.Server (s.HTTPServer: the
@@ -152,7 +155,8 @@ func TestSlowlorisIsCutOff(t *testing.T) {
 func TestRateLimitPerIdentity(t *testing.T) {
 	t.Parallel()
 	upstream := proxytest.NewServer(t, proxytest.StandardModules()...)
-	mg, _ := startProxy(t, upstream.URL, func(c *config.Config) {
+	db := sumdbtest.Mount(t, upstream, testSumDB)
+	mg := startVerifyingProxy(t, upstream.URL, db.Key(), t.TempDir(), func(c *config.Config) {
 		c.Server.RateLimit = config.RateLimit{RequestsPerSecond: 1, Burst: 5}
 	})
 	url := mg.URL + proxytest.InfoPath(proxytest.HelloPath, "v1.0.0")
@@ -178,6 +182,20 @@ func TestRateLimitPerIdentity(t *testing.T) {
 	}
 	if !strings.Contains(body, "too many requests: anonymous exceeds 1 requests per second") {
 		t.Errorf("429 reason %q", body)
+	}
+	// Refusals are counted, not audited one by one (a flood must not cost an
+	// fsync'd event per request); what was served is audited.
+	served := 0
+	for _, c := range codes {
+		if c == 200 {
+			served++
+		}
+	}
+	if evs := mg.Audit.find("info", proxytest.HelloPath, "v1.0.0"); len(evs) != served {
+		t.Errorf("%d audit events for %d served requests", len(evs), served)
+	}
+	if n, err := testutil.GatherAndCount(mg.Registry, "modgate_rate_limited_total"); err != nil || n != 1 {
+		t.Errorf("modgate_rate_limited_total not reported: %v", err)
 	}
 	// /healthz and /metrics are not identity-limited (probes must not be starved).
 	for range 10 {

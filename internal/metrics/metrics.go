@@ -18,6 +18,9 @@ type Metrics struct {
 	// IntegrityFailures counts upstream objects refused because they do not match
 	// the checksum database (or the database misbehaved).
 	IntegrityFailures prometheus.Counter
+	// RateLimited counts requests refused by the per-identity rate limit, by
+	// authentication method.
+	RateLimited *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them on reg.
@@ -62,7 +65,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Upstream .mod/.zip objects refused because their hash does not match the checksum database, or the database's log is inconsistent.",
 		}),
 	}
-	reg.MustRegister(m.IntegrityFailures)
+	m.RateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modgate_rate_limited_total",
+		Help: "Requests refused with 429 by the per-identity rate limit, by authentication method.",
+	}, []string{"method"})
+	reg.MustRegister(m.IntegrityFailures, m.RateLimited)
 	reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Cache,
 		m.UpstreamFetches, m.UpstreamLatency, m.InflightFetches, m.AuditFailures)
 	return m

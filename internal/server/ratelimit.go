@@ -94,6 +94,10 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, id *identit
 	if ok {
 		return false
 	}
+	s.m.RateLimited.WithLabelValues(string(id.Method)).Inc()
+	if rec := recorderOf(w); rec != nil {
+		rec.rateLimited = true
+	}
 	secs := int(math.Ceil(wait.Seconds()))
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 	s.writeError(w, r, derrors.New(derrors.RateLimited,
