@@ -135,7 +135,7 @@ func misbehaving(err error) bool {
 }
 
 // IsIntegrityFailure reports whether err is (or wraps) an integrity failure: a
-// hash mismatch or a misbehaving checksum database.
+// hash mismatch, a damaged zip, or a misbehaving checksum database.
 func IsIntegrityFailure(err error) bool {
 	var e *Error
 	return errors.As(err, &e)
@@ -147,6 +147,7 @@ func (v *Verifier) CheckZip(mod module.Version, file string) error {
 	if err != nil {
 		// Files that do not decompress or fail their CRC: altered bytes, whose
 		// hash cannot even be computed.
+		v.cfg.Logger.Error("integrity failure: upstream module zip is damaged", "module", mod.Path, "version", mod.Version, "err", err)
 		return &Error{Module: mod.Path, Version: mod.Version, Corrupt: true,
 			err: derrors.WithCause(derrors.BadUpstream, err, "upstream sent a corrupt module zip for %s@%s (its files do not decompress intact)", mod.Path, mod.Version)}
 	}
