@@ -218,7 +218,6 @@ const fetchTimeout = 30 * time.Minute
 func (c *Cache) run(f *fill, spec Spec) {
 	defer f.release()
 	c.m.InflightFetches.Inc()
-	defer c.m.InflightFetches.Dec()
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 
@@ -229,6 +228,9 @@ func (c *Cache) run(f *fill, spec Spec) {
 	// Forget before finishing: a request arriving after this point must find the
 	// stored object (or start a new fetch), not a finished fill.
 	c.forget(f)
+	// Before waking the waiters: a client that has its answer must not see the
+	// fetch still counted in flight.
+	c.m.InflightFetches.Dec()
 	f.finish(err)
 	if err != nil {
 		c.log.Debug("fetch failed", "key", spec.Key, "err", err)
