@@ -50,6 +50,9 @@ const (
 	OutcomeGone            Outcome = "gone" // deleted version
 	OutcomeInvalid         Outcome = "invalid"
 	OutcomeError           Outcome = "error"
+	// OutcomeIntegrityFailure: an upstream object did not match the checksum
+	// database and was refused (never cached nor delivered whole).
+	OutcomeIntegrityFailure Outcome = "integrity_failure"
 )
 
 // Event is one audited request. Record fills EventID and Time when they are empty.

@@ -37,9 +37,19 @@ func startModgate(ctx context.Context, bin, upstream, cacheDir, logPath string, 
 	// Anonymous callers on loopback, with the repository's policy deciding every
 	// request: the proxy path with policy on. The warm scenarios add TLS, tokens
 	// and audit (startSecureModgate).
-	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)
+	cfgPath := filepath.Join(filepath.Dir(logPath), "modgate-bench.yaml")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig), 0o644); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	args := append([]string{"serve", "--config", cfgPath, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)
 	return startModgateArgs(ctx, bin, logPath, args)
 }
+
+// benchConfig is the part of every benchmark modgate's configuration that differs
+// from the defaults. The benchmark module graphs are in no checksum database the
+// harness can reach, so server-side verification (sumdb.verify) is off, and so is
+// the per-identity rate limit: each scenario's load comes from one identity.
+const benchConfig = "sumdb:\n  verify: false\nserver:\n  rate_limit:\n    requests_per_second: 0\n"
 
 // startModgateArgs runs bin with args (a `serve` command line), its JSON log
 // going to logPath, and waits until it listens.

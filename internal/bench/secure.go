@@ -171,6 +171,7 @@ func startSecureModgate(ctx context.Context, env *Env, name, upstream, cacheDir 
 	fmt.Fprintf(&cfg, "listen: 127.0.0.1:0\nupstream:\n  proxies: %q\ncache:\n  dir: %q\n", upstream, cacheDir)
 	fmt.Fprintf(&cfg, "tls:\n  cert_file: %q\n  key_file: %q\n", certs.CertFile, certs.KeyFile)
 	fmt.Fprintf(&cfg, "policy:\n  dir: policy\nlog:\n  level: info\n")
+	cfg.WriteString(benchConfig)
 	if opts.Database != nil {
 		fmt.Fprintf(&cfg, "database:\n  url: %q\naudit:\n  spool_dir: %q\n", opts.Database.URL, filepath.Join(dir, "audit-spool"))
 	} else {

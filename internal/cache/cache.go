@@ -37,6 +37,11 @@ type Spec struct {
 	// large immutable objects (zips); small ones are served only once complete and
 	// checked, so a bad upstream answer becomes a clean error status.
 	Stream bool
+	// BufferBelow, with Stream, still holds back objects whose announced size is
+	// below it until they are complete and checked, so a failed Check becomes a
+	// clean error status instead of a broken transfer. Streaming only pays off for
+	// large objects; most module zips are small.
+	BufferBelow int64
 	// MaxSize bounds the object; a source sending more is an error.
 	MaxSize int64
 	// Fetch gets the object from its source. It runs on a context detached from the
@@ -143,7 +148,9 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 			f.release()
 			return nil, err
 		}
-		return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
+		if f.size < 0 || f.size >= spec.BufferBelow {
+			return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
+		}
 	}
 	defer f.release()
 	if err := f.wait(ctx); err != nil {
@@ -225,7 +232,6 @@ const fetchTimeout = 30 * time.Minute
 func (c *Cache) run(f *fill, spec Spec) {
 	defer f.release()
 	c.m.InflightFetches.Inc()
-	defer c.m.InflightFetches.Dec()
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 
@@ -236,6 +242,9 @@ func (c *Cache) run(f *fill, spec Spec) {
 	// Forget before finishing: a request arriving after this point must find the
 	// stored object (or start a new fetch), not a finished fill.
 	c.forget(f)
+	// Before waking the waiters: a client that has its answer must not see the
+	// fetch still counted in flight.
+	c.m.InflightFetches.Dec()
 	f.finish(err)
 	if err != nil {
 		c.log.Debug("fetch failed", "key", spec.Key, "err", err)
@@ -260,7 +269,7 @@ func (c *Cache) storedByPeer(ctx context.Context, spec Spec) *Fetched {
 func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
 	tmp, err := os.CreateTemp(c.store.ScratchDir(), "fill-*")
 	if err != nil {
-		return fmt.Errorf("cache: creating temporary file: %w", err)
+		return storageError(fmt.Errorf("cache: creating temporary file: %w", err))
 	}
 	f.setFile(tmp)
 
@@ -300,7 +309,7 @@ func (c *Cache) fetchInto(ctx context.Context, f *fill, spec Spec) (err error) {
 				return derrors.New(derrors.BadUpstream, "upstream object exceeds the %d-byte limit", spec.MaxSize)
 			}
 			if _, werr := tmp.Write(buf[:k]); werr != nil {
-				return fmt.Errorf("cache: writing %s: %w", spec.Key, werr)
+				return storageError(fmt.Errorf("cache: writing %s: %w", spec.Key, werr))
 			}
 			n += int64(k)
 			f.progress(n)

@@ -399,6 +399,16 @@ type SumDB struct {
 	Names []string `yaml:"names"`
 	// LatestTTL is how long a signed tree head and partial tiles are cached.
 	LatestTTL Duration `yaml:"latest_ttl"`
+	// Verify checks every public .mod and .zip fetched from an upstream against the
+	// checksum database named by Key before it is cached or served.
+	Verify bool `yaml:"verify"`
+	// Key is the verifier key of the database modgate verifies against
+	// ("<name>+<hash>+<key>", as in GOSUMDB); the default is sum.golang.org's.
+	Key string `yaml:"key"`
+	// NoVerify lists GONOSUMDB-style path prefix patterns that are served without
+	// verification (modules the checksum database cannot know). Private paths are
+	// never looked up.
+	NoVerify []string `yaml:"no_verify"`
 }
 
 // Log configures logging.
@@ -413,6 +423,8 @@ type Server struct {
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// RateLimit bounds each identity's request rate (429 with Retry-After beyond).
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // Validate checks one mirror entry.
@@ -488,6 +500,8 @@ func Defaults() Config {
 		SumDB: SumDB{
 			Names:     []string{"sum.golang.org"},
 			LatestTTL: Duration(time.Minute),
+			Verify:    true,
+			Key:       defaultSumDBKey,
 		},
 		Log: Log{Level: "info"},
 		Auth: Auth{
@@ -504,6 +518,7 @@ func Defaults() Config {
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
+			RateLimit:         RateLimit{RequestsPerSecond: 1000, Burst: 5000},
 		},
 	}
 }
@@ -567,6 +582,8 @@ func (c *Config) Validate() error {
 	if c.Upstream.RetryBackoff <= 0 {
 		errs = append(errs, "upstream.retry_backoff must be positive")
 	}
+	errs = append(errs, c.SumDB.validate()...)
+	errs = append(errs, c.Server.RateLimit.validate()...)
 	for _, n := range c.SumDB.Names {
 		if n == "" || strings.ContainsAny(n, "/ \\") {
 			errs = append(errs, fmt.Sprintf("sumdb.names: invalid name %q", n))

@@ -47,7 +47,10 @@ func TestKilledDuringTransferServesNoPartialObject(t *testing.T) {
 	defer upstream.Close()
 
 	cacheDir := t.TempDir()
-	p := startModgate(t, "--cache-dir", cacheDir, "--upstream", upstream.URL, "--anonymous")
+	// This upstream mounts no checksum database.
+	cfgFile := filepath.Join(t.TempDir(), "modgate.yaml")
+	writeFile(t, cfgFile, []byte("sumdb:\n  no_verify: [example.com]\n"))
+	p := startModgate(t, "--config", cfgFile, "--cache-dir", cacheDir, "--upstream", upstream.URL, "--anonymous")
 	url := "/example.com/m/@v/v1.0.0.zip"
 	go func() {
 		resp, err := http.Get(p.URL + url)
@@ -65,7 +68,7 @@ func TestKilledDuringTransferServesNoPartialObject(t *testing.T) {
 	p.Kill()
 	assertNoFinalObject(t, cacheDir)
 
-	p = startModgate(t, "--cache-dir", cacheDir, "--upstream", upstream.URL, "--anonymous")
+	p = startModgate(t, "--config", cfgFile, "--cache-dir", cacheDir, "--upstream", upstream.URL, "--anonymous")
 	resp, err := http.Get(p.URL + url)
 	if err != nil {
 		t.Fatal(err)

@@ -72,16 +72,27 @@ func writeFile(t *testing.T, path string, data []byte) {
 // on a loopback port and returns its https URL.
 func startApp(t *testing.T, cfg config.Config) string {
 	t.Helper()
+	return startAppLogging(t, cfg, io.Discard)
+}
+
+// startAppLogging is startApp with modgate's JSON log, at debug level, going to logs.
+func startAppLogging(t *testing.T, cfg config.Config, logs io.Writer) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startAppOn(t, cfg, ln)
+	return startAppOnLogging(t, cfg, ln, logs)
 }
 
 // startAppOn is startApp on a listener the test opened, for configurations that
 // must name modgate's own address (the console's OIDC redirect URL).
 func startAppOn(t *testing.T, cfg config.Config, ln net.Listener) string {
+	t.Helper()
+	return startAppOnLogging(t, cfg, ln, io.Discard)
+}
+
+func startAppOnLogging(t *testing.T, cfg config.Config, ln net.Listener, logs io.Writer) string {
 	t.Helper()
 	if cfg.Cache.Dir == config.Defaults().Cache.Dir {
 		cfg.Cache.Dir = t.TempDir() // and with it the audit spool: one per app
@@ -90,7 +101,7 @@ func startAppOn(t *testing.T, cfg config.Config, ln net.Listener) string {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		ln.Close()
 		cancel()
@@ -116,6 +127,7 @@ func tlsConfigFor(p *pki, upstream string) config.Config {
 	cfg.Upstream.Proxies = upstream
 	cfg.Upstream.RetryBackoff = config.Duration(time.Millisecond)
 	cfg.SumDB.Names = []string{testSumDB}
+	cfg.SumDB.Verify = false // the fixtures mount no checksum database
 	cfg.TLS = auth.TLSConfig{CertFile: p.CertFile, KeyFile: p.Key}
 	cfg.Policy.Dir = "../../policy"
 	return cfg

@@ -54,6 +54,7 @@ func startPrivateProxy(t *testing.T, upstreamURL, gitURL, password string, mutat
 	cfg.Upstream.Proxies = upstreamURL
 	cfg.Auth.Anonymous = true
 	cfg.SumDB.Names = []string{testSumDB}
+	cfg.SumDB.Verify = false // the fixtures mount no checksum database
 	cfg.Private.Routes = []config.PrivateRoute{{
 		Pattern:     privatePrefix,
 		Repo:        gitURL + "/{path}",

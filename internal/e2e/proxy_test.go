@@ -30,6 +30,8 @@ func startProxy(t *testing.T, upstreams string, mutate ...func(*config.Config)) 
 	cfg.Auth.Anonymous = true
 	cfg.Upstream.RetryBackoff = config.Duration(1e6) // 1ms: tests inject failures on purpose
 	cfg.SumDB.Names = []string{testSumDB}
+	// Most fixtures mount no checksum database; verify_test.go opts in.
+	cfg.SumDB.Verify = false
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -15,6 +15,12 @@ type Metrics struct {
 	UpstreamLatency *prometheus.HistogramVec // upstream (time to response headers)
 	InflightFetches prometheus.Gauge
 	AuditFailures   prometheus.Counter
+	// IntegrityFailures counts upstream objects refused because they do not match
+	// the checksum database (or the database misbehaved).
+	IntegrityFailures prometheus.Counter
+	// RateLimited counts requests refused by the per-identity rate limit, by
+	// authentication method.
+	RateLimited *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them on reg.
@@ -54,7 +60,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "modgate_audit_record_failures_total",
 			Help: "Requests served whose audit event could not be recorded.",
 		}),
+		IntegrityFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "modgate_integrity_failures_total",
+			Help: "Upstream .mod/.zip objects refused because their hash does not match the checksum database, or the database's log is inconsistent.",
+		}),
 	}
+	m.RateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modgate_rate_limited_total",
+		Help: "Requests refused with 429 by the per-identity rate limit, by authentication method.",
+	}, []string{"method"})
+	reg.MustRegister(m.IntegrityFailures, m.RateLimited)
 	reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Cache,
 		m.UpstreamFetches, m.UpstreamLatency, m.InflightFetches, m.AuditFailures)
 	return m

@@ -22,6 +22,11 @@ type Auditor interface {
 // the lookups (they name a module) plus anything refused or failed. Tiles and tree
 // heads name no module and would only bury the auditor's questions in noise.
 func audited(rec *recorder) bool {
+	if rec.rateLimited {
+		// A flood refused before any work must not cost an fsync'd event per
+		// request; modgate_rate_limited_total and the access log count them.
+		return false
+	}
 	switch rec.endpoint {
 	case "list", "info", "mod", "zip", "latest", "module", "publish", "delete", "audit-read":
 		return true
@@ -78,6 +83,9 @@ func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, ab
 	}
 	ev.SetIdentity(rec.identity)
 	ev.SetDuration(d)
+	if integrityFailure(rec.err) {
+		ev.Outcome = audit.OutcomeIntegrityFailure
+	}
 	if rec.err != nil {
 		ev.Reason = derrors.PublicMessage(rec.err)
 	} else if rec.reason != "" {

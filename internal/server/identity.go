@@ -62,6 +62,9 @@ func (s *Server) withIdentity(next http.Handler) http.Handler {
 		if rec := recorderOf(w); rec != nil {
 			rec.identity = id
 		}
+		if s.rateLimited(w, r, id) { // ratelimit.go
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
 	})
 }

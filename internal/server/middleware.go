@@ -71,6 +71,8 @@ type recorder struct {
 	action, outcome, zipHash, reason string
 	uploadBytes                      int64
 	uploadSHA256                     string
+	// rateLimited: refused by the per-identity rate limit (ratelimit.go).
+	rateLimited bool
 }
 
 func (r *recorder) WriteHeader(code int) {

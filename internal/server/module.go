@@ -115,7 +115,7 @@ func (s *Server) moduleSpec(req goproxy.Request) cache.Spec {
 	} else {
 		spec.Fetch = s.upstreamFetch(path, spec.MaxSize)
 	}
-	return spec
+	return s.verified(req, spec) // verify.go
 }
 
 func (s *Server) upstreamFetch(path string, buffer int64) func(context.Context) (*cache.Fetched, error) {

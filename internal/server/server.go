@@ -24,6 +24,7 @@ import (
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/upstream"
+	"github.com/modgate/modgate/internal/verify"
 )
 
 // Options are the server's dependencies. Zero values get sensible defaults where
@@ -84,6 +85,14 @@ type Server struct {
 	console         http.Handler
 	ready           []readyCheck
 	router          *mux.Router
+
+	// verifier checks public .mod and .zip objects against the checksum database
+	// before they are cached (verify.go); nil when sumdb.verify is off.
+	verifier *verify.Verifier
+	// limiter is the per-identity request budget (ratelimit.go); nil is unlimited.
+	limiter *rateLimiter
+	// quarantine passes over mirrors that served an object failing verification.
+	quarantine quarantine
 }
 
 type readyCheck struct {
@@ -132,12 +141,16 @@ func New(opts Options) (*Server, error) {
 		auditSlots: make(chan struct{}, auditAsyncLimit),
 		published:  opts.Published,
 		console:    opts.Console,
+		limiter:    newRateLimiter(cfg.Server.RateLimit),
 	}
 	if s.policy == nil {
 		s.policy = allowAll{}
 	}
 	s.privatePatterns = cfg.Private.AllPatterns()
 	if s.git, err = newGitSource(cfg, s); err != nil {
+		return nil, err
+	}
+	if s.verifier, err = newVerifier(s, store); err != nil {
 		return nil, err
 	}
 	if cfg.TLSEnabled() {
@@ -184,7 +197,7 @@ func (s *Server) routes() *mux.Router {
 	// would hide %2e%2e and %00 from the validators.
 	r.SkipClean(true)
 	r.UseEncodedPath()
-	r.Use(s.withRequestID, s.withLogging)
+	r.Use(s.withSecureHeaders, s.withRequestID, s.withLogging)
 
 	r.Handle("/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz)))
 	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))

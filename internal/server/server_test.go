@@ -46,6 +46,7 @@ func newTestServer(t *testing.T, upstreamURL string) (*httptest.Server, string) 
 	cfg.Upstream.Proxies = upstreamURL
 	cfg.Auth.Anonymous = true
 	cfg.Upstream.Retries = 0
+	cfg.SumDB.Verify = false // proxytest mounts no checksum database here
 	s, err := New(Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)

@@ -132,14 +132,45 @@ type Response struct {
 // is retried or falls through like any other. That is right for small objects;
 // zips stream (buffer 0), and a broken zip transfer fails the request.
 func (c *Chain) Fetch(ctx context.Context, path string, buffer int64) (*Response, error) {
+	return c.fetch(ctx, c.entries, path, buffer)
+}
+
+// FetchAvoiding is Fetch asking the mirrors for which avoid(name) is true only
+// after the others have failed: for an object a mirror recently served corrupted
+// or substituted, the next mirror is asked first, but a chain whose every mirror
+// is avoided still tries them (the caller verifies what it gets anyway).
+func (c *Chain) FetchAvoiding(ctx context.Context, path string, buffer int64, avoid func(name string) bool) (*Response, error) {
+	if avoid == nil {
+		return c.fetch(ctx, c.entries, path, buffer)
+	}
+	var preferred, avoided []Entry
+	for _, e := range c.entries {
+		if avoid(e.Name()) {
+			avoided = append(avoided, e)
+		} else {
+			preferred = append(preferred, e)
+		}
+	}
+	if len(avoided) == 0 || len(preferred) == 0 {
+		return c.fetch(ctx, c.entries, path, buffer)
+	}
+	resp, err := c.fetch(ctx, preferred, path, buffer)
+	if err == nil || ctx.Err() != nil {
+		return resp, err
+	}
+	c.log.DebugContext(ctx, "upstream: trying mirrors that recently failed verification", "path", path, "err", err)
+	return c.fetch(ctx, avoided, path, buffer)
+}
+
+func (c *Chain) fetch(ctx context.Context, entries []Entry, path string, buffer int64) (*Response, error) {
 	if c.cfg.Offline {
 		return nil, offlineError(path)
 	}
-	if len(c.entries) == 0 {
+	if len(entries) == 0 {
 		return nil, derrors.New(derrors.NotFound, "not found: no upstream mirror configured")
 	}
 	var lastErr error
-	for _, e := range c.entries {
+	for _, e := range entries {
 		resp, err := c.fetchOne(ctx, e, path, buffer)
 		if err == nil {
 			return resp, nil
