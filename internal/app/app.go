@@ -163,9 +163,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
-	// Closers run in reverse: the pending audit records reach the writer before
-	// the writer drains and closes.
-	a.closers = append(a.closers, a.server.WaitAudit)
 	if a.audit != nil {
 		a.server.AddReadyCheck("audit", func(context.Context) (string, error) { return "", a.audit.Healthy() })
 	}

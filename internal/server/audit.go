@@ -94,37 +94,11 @@ func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, ab
 	if aborted && ev.Reason == "" {
 		ev.Reason = "transfer aborted"
 	}
-	// Record returns once the event is fsync'd to the spool. Waiting for that in
-	// the handler would hold the connection's next request (HTTP/1.1) for the
-	// fsync without making the record any safer: the response is already written,
-	// so a crash before the fsync loses the event either way. So it runs after the
-	// handler returns, bounded: past auditAsyncLimit pending records, handlers wait
-	// (backpressure instead of unbounded memory when the disk stalls).
-	select {
-	case s.auditSlots <- struct{}{}:
-		s.auditPending.Add(1)
-		go func() {
-			defer func() { <-s.auditSlots; s.auditPending.Done() }()
-			s.writeAudit(ev)
-		}()
-	default:
-		s.writeAudit(ev)
-	}
-}
-
-// auditAsyncLimit bounds audit records pending after their handlers returned.
-const auditAsyncLimit = 4096
-
-func (s *Server) writeAudit(ev audit.Event) {
 	if err := s.audit.Record(ev); err != nil {
 		s.m.AuditFailures.Inc()
 		s.log.Error("audit: event not recorded", "request_id", ev.RequestID, "action", ev.Action, "module", ev.Module, "err", err)
 	}
 }
-
-// WaitAudit blocks until every pending audit record has been handed to the
-// writer; call it after the HTTP server has shut down and before the writer closes.
-func (s *Server) WaitAudit() { s.auditPending.Wait() }
 
 func auditAction(endpoint string) audit.Action {
 	if endpoint == "module" {

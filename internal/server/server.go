@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -72,10 +71,6 @@ type Server struct {
 	policy     Policy
 	audit      Auditor
 	auditQuery AuditQuerier
-	// auditSlots and auditPending track audit records still being written after
-	// their requests returned (audit.go).
-	auditSlots   chan struct{}
-	auditPending sync.WaitGroup
 	// published serves and records versions published into modgate (published.go).
 	published Published
 	// git serves private.routes (private.go); privatePatterns is private.patterns
@@ -138,7 +133,6 @@ func New(opts Options) (*Server, error) {
 		policy:     opts.Policy,
 		audit:      opts.Audit,
 		auditQuery: opts.AuditQuery,
-		auditSlots: make(chan struct{}, auditAsyncLimit),
 		published:  opts.Published,
 		console:    opts.Console,
 		limiter:    newRateLimiter(cfg.Server.RateLimit),
