@@ -51,8 +51,11 @@ func (s *Server) withAuditGate(next http.Handler) http.Handler {
 	})
 }
 
-// recordAudit writes the request's audit event. It runs after the response has
-// been written, on no client context: a client hanging up cannot cancel its record.
+// recordAudit writes the request's audit event, on no client context: a client
+// hanging up cannot cancel its record. It runs inside the handler on purpose: over
+// TLS, net/http flushes the response's final buffered bytes only after the handler
+// returns, so no client ever holds a complete response whose record is not yet
+// durable (Record returns once the event is fsync'd to the spool).
 func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, aborted bool) {
 	if s.audit == nil || !audited(rec) {
 		return
