@@ -82,6 +82,7 @@ func TestGoCommandThroughModgateOnS3(t *testing.T) {
 	cfg.Auth.Anonymous = true
 	cfg.Policy.Dir = ""
 	cfg.SumDB.Names = []string{testSumDB}
+	cfg.SumDB.Verify = false // modgate's own check is tested in verify_test.go
 	cfg.Storage.Backend = "s3"
 	cfg.Storage.S3 = s3Settings(t, srv, bucket)
 	url := startApp(t, cfg)
@@ -148,6 +149,7 @@ upstream:
   retry_backoff: 1ms
 sumdb:
   names: [%s]
+  verify: false
 auth:
   anonymous: true
   api_tokens: true
