@@ -148,7 +148,18 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 			f.release()
 			return nil, err
 		}
-		if f.size < 0 || f.size >= spec.BufferBelow {
+		stream := f.size < 0 || f.size >= spec.BufferBelow
+		if f.size < 0 && spec.BufferBelow > 0 {
+			// Size unannounced: hold the client until the object proves large
+			// (BufferBelow bytes arrived) or is complete, whichever comes first.
+			large, err := f.waitBytes(ctx, spec.BufferBelow)
+			if err != nil {
+				f.release()
+				return nil, err
+			}
+			stream = large
+		}
+		if stream {
 			return &Entry{Stream: &fillReader{f: f, ctx: ctx}, Size: f.size, ModTime: f.started, Result: "miss", Source: f.source}, nil
 		}
 	}

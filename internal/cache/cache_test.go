@@ -463,3 +463,27 @@ func TestFillLockAcrossProcesses(t *testing.T) {
 		})
 	}
 }
+
+// A small object whose size the source does not announce is held until it is
+// complete and checked, so a failed check is a clean error, not a broken stream.
+func TestUnannouncedSmallObjectBuffered(t *testing.T) {
+	c, _ := newTestCache(t)
+	data := randomBytes(5000)
+	fetch := func(context.Context) (*Fetched, error) {
+		return &Fetched{Body: io.NopCloser(bytes.NewReader(data)), Size: -1}, nil
+	}
+	check := func(*os.File, int64) error { return derrors.New(derrors.BadUpstream, "corrupt module zip") }
+	_, err := c.Get(context.Background(), Spec{Key: "k/v1.0.0.zip", Immutable: true, Stream: true, BufferBelow: 1 << 20, Fetch: fetch, Check: check})
+	if !errors.Is(err, derrors.BadUpstream) {
+		t.Fatalf("Get = %v, want the check's error before any byte is served", err)
+	}
+	ok := func(*os.File, int64) error { return nil }
+	e, err := c.Get(context.Background(), Spec{Key: "k/v1.0.0.zip", Immutable: true, Stream: true, BufferBelow: 1 << 20, Fetch: fetch, Check: ok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := readEntry(e)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+}

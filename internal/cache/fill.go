@@ -180,3 +180,24 @@ func (r *fillReader) Close() error {
 	}
 	return nil
 }
+
+// waitBytes blocks until n bytes have arrived (true) or the fetch has finished
+// (false; its error, if any, is for wait to report).
+func (f *fill) waitBytes(ctx context.Context, n int64) (bool, error) {
+	for {
+		f.mu.Lock()
+		written, done, ch := f.written, f.done, f.notify
+		f.mu.Unlock()
+		if done {
+			return false, nil
+		}
+		if written >= n {
+			return true, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
