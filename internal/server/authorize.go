@@ -161,12 +161,17 @@ func (s *Server) serveFilteredList(w http.ResponseWriter, r *http.Request, req g
 		s.writeError(w, r, err)
 		return
 	}
-	body := strings.Join(allowed, "\n")
+	writeVersionList(w, r, allowed)
+}
+
+// writeVersionList answers @v/list with versions, one per line.
+func writeVersionList(w http.ResponseWriter, r *http.Request, versions []string) {
+	body := strings.Join(versions, "\n")
 	if body != "" {
 		body += "\n"
 	}
 	h := w.Header()
-	h.Set("Content-Type", req.Kind.ContentType())
+	h.Set("Content-Type", goproxy.KindList.ContentType())
 	h.Set("Cache-Control", "private, max-age=60")
 	h.Set("Content-Length", fmt.Sprint(len(body)))
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -339,17 +339,7 @@ func (s *Server) servePublished(w http.ResponseWriter, r *http.Request, req gopr
 			return true
 		}
 		if req.Kind == goproxy.KindList {
-			body := strings.Join(allowed, "\n")
-			if body != "" {
-				body += "\n"
-			}
-			h := w.Header()
-			h.Set("Content-Type", req.Kind.ContentType())
-			h.Set("Cache-Control", "private, max-age=60")
-			h.Set("X-Content-Type-Options", "nosniff")
-			if r.Method != http.MethodHead {
-				io.WriteString(w, body)
-			}
+			writeVersionList(w, r, allowed)
 			return true
 		}
 		best := newest(allowed)
