@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/audit"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func TestAuditCommand(t *testing.T) {

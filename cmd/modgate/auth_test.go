@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/login"
-	"github.com/modgate/modgate/internal/oidctest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
 )
 
 // parseGOAUTH parses a GOAUTH helper's output as the go command does

@@ -14,7 +14,7 @@ import (
 
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/netrc"
-	"github.com/modgate/modgate/internal/oidctest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
 )
 
 // loginSession runs `modgate login` against p as the user who approves in the

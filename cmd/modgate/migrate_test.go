@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func TestMigrateCommand(t *testing.T) {

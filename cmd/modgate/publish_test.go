@@ -17,9 +17,9 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/certgen"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/oidctest"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 // publishTestServer runs a full modgate (internal/app, as `modgate serve` builds

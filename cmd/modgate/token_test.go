@@ -10,7 +10,7 @@ import (
 
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 	"github.com/modgate/modgate/internal/tokens"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 // seedQueryRows records a known set of events, one hour apart, newest last.

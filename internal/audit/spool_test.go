@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func TestFrameReaderStopsAtTornTail(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func TestVerifyNamesTamperedRow(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 
 	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func testLogger(t testing.TB) *slog.Logger {

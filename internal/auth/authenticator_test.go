@@ -15,7 +15,7 @@ import (
 
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/identity"
-	"github.com/modgate/modgate/internal/oidctest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
 )
 
 // apiTokens stands in for the PostgreSQL token store, which lands later; it

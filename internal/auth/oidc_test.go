@@ -10,7 +10,7 @@ import (
 
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/identity"
-	"github.com/modgate/modgate/internal/oidctest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
 )
 
 // newVerifier returns a verifier for p's issuer and client id, changed by edit.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/database"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func newLocker(t *testing.T, url string) *database.Locker {

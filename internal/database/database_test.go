@@ -7,7 +7,7 @@ import (
 	"testing/fstest"
 
 	"github.com/modgate/modgate/internal/database"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func TestMigrateAppliesOnceAndFillsGaps(t *testing.T) {

@@ -16,9 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/modgate/modgate/internal/audit"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/pgtest"
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/tokens"
 )
 

@@ -17,10 +17,10 @@ import (
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/auth"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/oidctest"
-	"github.com/modgate/modgate/internal/pgtest"
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 // screenshotDir collects the console's pages as CI artifacts (gitignored).

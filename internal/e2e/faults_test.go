@@ -14,9 +14,9 @@ import (
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/pgtest"
-	"github.com/modgate/modgate/internal/proxytest"
-	"github.com/modgate/modgate/internal/sumdbtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 	"github.com/modgate/modgate/internal/tokens"
 )
 

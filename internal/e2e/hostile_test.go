@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
-	"github.com/modgate/modgate/internal/sumdbtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 )
 
 // startHTTPServer runs modgate behind its own *http.Server (s.HTTPServer: the

@@ -17,10 +17,10 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/certgen"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gotest"
 	"github.com/modgate/modgate/internal/login"
-	"github.com/modgate/modgate/internal/oidctest"
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 // pki is a test CA with modgate's server certificate for 127.0.0.1, on disk.

@@ -16,13 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gotest"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/mirror"
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/storage"
-	"github.com/modgate/modgate/internal/sumdbtest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 )
 
 // depModule requires hello (imported) and retract (not imported): the build's

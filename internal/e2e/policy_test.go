@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/auth"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/oidctest"
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 // copyPolicy copies the shipped policy/ into a temporary directory and replaces

@@ -19,12 +19,12 @@ import (
 
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gittest"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/oidctest"
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
-	"github.com/modgate/modgate/internal/sumdbtest"
+	"github.com/modgate/modgate/internal/testing/gittest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 )
 
 // Private module paths in these tests end their repository element in ".git"

@@ -13,10 +13,10 @@ import (
 	"testing"
 
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
-	"github.com/modgate/modgate/internal/sumdbtest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 )
 
 const testSumDB = "sum.mod.test"

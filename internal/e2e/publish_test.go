@@ -19,11 +19,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/modgate/modgate/internal/auth"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/oidctest"
-	"github.com/modgate/modgate/internal/pgtest"
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/publish"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 const publishPolicyData = `settings:

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 var revisionRE = regexp.MustCompile(`policy: ok \(revision (\S+?)[;)]`)

@@ -16,11 +16,11 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/pgtest"
-	"github.com/modgate/modgate/internal/proxytest"
-	"github.com/modgate/modgate/internal/s3test"
-	"github.com/modgate/modgate/internal/sumdbtest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/s3test"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 	"github.com/modgate/modgate/internal/tokens"
 )
 

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/pgtest"
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/tokens"
 )
 

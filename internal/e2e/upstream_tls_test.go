@@ -17,9 +17,9 @@ import (
 
 	"github.com/modgate/modgate/internal/certgen"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/server"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 const upstreamPassword = "s3cret-upstream-pass"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/gittest"
+	"github.com/modgate/modgate/internal/testing/gittest"
 )
 
 func newSource(t *testing.T, srv *gittest.Server, refresh time.Duration, password string) *Source {

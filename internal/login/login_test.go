@@ -17,7 +17,7 @@ import (
 
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/netrc"
-	"github.com/modgate/modgate/internal/oidctest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
 )
 
 const existingNetrc = `# personal

@@ -19,8 +19,8 @@ import (
 
 	"golang.org/x/mod/module"
 
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/storage"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 func TestParseGoSum(t *testing.T) {

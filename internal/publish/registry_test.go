@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/pgtest"
 	"github.com/modgate/modgate/internal/storage"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 func newTestRegistry(t *testing.T) (*Registry, string) {

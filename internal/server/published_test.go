@@ -14,9 +14,9 @@ import (
 
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/identity"
-	"github.com/modgate/modgate/internal/pgtest"
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/storage"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 // bearerSubject authenticates "Bearer <subject>" as that subject in team

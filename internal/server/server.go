@@ -211,9 +211,6 @@ func (s *Server) routes() *mux.Router {
 	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handlePublishAPI)))))
 	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB)))))
 	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
-	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withIdentity(http.HandlerFunc(s.handlePublishAPI))))
-	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withIdentity(http.HandlerFunc(s.handleSumDB))))
-	r.PathPrefix("/").Handler(s.withIdentity(http.HandlerFunc(s.handleModule)))
 	return r
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/identity"
-	"github.com/modgate/modgate/internal/pgtest"
+	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
 // newStore returns a Store over pool, with cfg's zero fields defaulted.

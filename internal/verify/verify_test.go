@@ -10,9 +10,9 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/proxytest"
 	"github.com/modgate/modgate/internal/storage"
-	"github.com/modgate/modgate/internal/sumdbtest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 )
 
 // remoteFor reads the database's protocol paths straight from its handler.

@@ -11,10 +11,10 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/s3test"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/storage/s3store"
 	"github.com/modgate/modgate/internal/storage/storagetest"
+	"github.com/modgate/modgate/internal/testing/s3test"
 )
 
 func newStore(t *testing.T, srv *s3test.Server, bucket, prefix string) *s3store.Store {

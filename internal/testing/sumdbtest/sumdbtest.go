@@ -28,7 +28,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 // A DB is a signed checksum database. Its methods are safe for concurrent use.

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modgate/modgate/internal/gotest"
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 // downloaded is the part of `go mod download -json` output the tests read.

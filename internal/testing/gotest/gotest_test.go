@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/modgate/modgate/internal/proxytest"
+	"github.com/modgate/modgate/internal/testing/proxytest"
 )
 
 // TestHermetic proves the test process's go settings do not reach the go

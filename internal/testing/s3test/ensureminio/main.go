@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/modgate/modgate/internal/s3test"
+	"github.com/modgate/modgate/internal/testing/s3test"
 )
 
 func main() {

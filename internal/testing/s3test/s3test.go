@@ -6,7 +6,7 @@
 // Go module proxy, the only registry CI can reach, into
 // $XDG_CACHE_HOME/modgate/bin/minio-<version>/ (MODGATE_MINIO_BIN overrides). A
 // lock file makes concurrent test processes wait for one build instead of starting
-// several. .ci/test builds it up front (go run ./internal/s3test/ensureminio) so the
+// several. .ci/test builds it up front (go run ./internal/testing/s3test/ensureminio) so the
 // several minutes it takes on a fresh machine do not count against a test timeout.
 package s3test
 

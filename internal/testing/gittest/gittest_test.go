@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modgate/modgate/internal/gittest"
-	"github.com/modgate/modgate/internal/gotest"
+	"github.com/modgate/modgate/internal/testing/gittest"
+	"github.com/modgate/modgate/internal/testing/gotest"
 )
 
 // The go command itself, with GOPROXY=direct, fetches a module from the server
