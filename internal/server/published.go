@@ -29,6 +29,9 @@ import (
 type Publisher interface {
 	Publish(ctx context.Context, c publish.Checked, zipFile *os.File, publisher string) (publish.Version, publish.Outcome, error)
 	Delete(ctx context.Context, modulePath, version, by, reason string) (publish.Version, error)
+	// Tombstone deletes a version never published into modgate but served
+	// from git.
+	Tombstone(ctx context.Context, modulePath, version, modHash, zipHash string, size int64, source, by, reason string) (publish.Version, error)
 	Store() storage.Store
 }
 
@@ -78,7 +81,7 @@ func (s *Server) handlePublishAPI(w http.ResponseWriter, r *http.Request) {
 	if action == policy.ActionPublish {
 		s.handlePublish(w, r, rec, id, rt, modPath, version)
 	} else {
-		s.handleDelete(w, r, rec, id, modPath, version)
+		s.handleDelete(w, r, rec, id, rt, modPath, version)
 	}
 }
 
@@ -153,7 +156,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *reco
 	})
 }
 
-func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, rec *recorder, id *identity.Identity, modPath, version string) {
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, rec *recorder, id *identity.Identity, rt route.Route, modPath, version string) {
 	var req publish.DeleteRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDeleteBody))
 	if err == nil {
@@ -172,6 +175,16 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, rec *recor
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
 	defer cancel()
 	v, err := s.publisher.Delete(ctx, modPath, version, id.Subject, reason)
+	if errors.Is(err, derrors.NotFound) && rt == route.Git {
+		// Not published here, but served from git: the tombstone, with the
+		// hashes git serves, makes it gone from every source.
+		modHash, zipHash, size, herr := s.src.Hashes(ctx, rt, modPath, version)
+		if herr != nil {
+			err = herr
+		} else {
+			v, err = s.publisher.Tombstone(ctx, modPath, version, modHash, zipHash, size, "git", id.Subject, reason)
+		}
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,15 +1,18 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"os"
 	"slices"
 
+	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
 
 	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/goproxy"
 	"github.com/modgate/modgate/internal/route"
 )
 
@@ -87,4 +90,45 @@ func (s *Sources) PinPublished(ctx context.Context, modulePath, version, modHash
 		return err
 	}
 	return s.ledger.Pin(ctx, modulePath, version, "zip", zipHash, "published")
+}
+
+// Hashes returns the h1: hashes of modulePath@version's go.mod and zip and the
+// zip's size, as rt's sources serve them (through the cache): what a deleted
+// git version's tombstone records.
+func (s *Sources) Hashes(ctx context.Context, rt route.Route, modulePath, version string) (modHash, zipHash string, size int64, err error) {
+	escMod, err := module.EscapePath(modulePath)
+	if err != nil {
+		return "", "", 0, err
+	}
+	escVer, err := module.EscapeVersion(version)
+	if err != nil {
+		return "", "", 0, err
+	}
+	req := goproxy.Request{Kind: goproxy.KindMod, Module: modulePath, EscapedModule: escMod, Version: version, EscapedVersion: escVer}
+	mod, err := s.readSmall(ctx, s.spec(rt, req))
+	if err != nil {
+		return "", "", 0, err
+	}
+	if modHash, err = HashMod(bytes.NewReader(mod)); err != nil {
+		return "", "", 0, err
+	}
+	req.Kind = goproxy.KindZip
+	e, err := s.Get(ctx, rt, req)
+	if err != nil {
+		return "", "", 0, err
+	}
+	defer e.Close()
+	f, err := os.CreateTemp(s.cache.Store().ScratchDir(), "hash-*.zip")
+	if err != nil {
+		return "", "", 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if size, err = io.Copy(f, entryReader(e)); err != nil {
+		return "", "", 0, err
+	}
+	if zipHash, err = HashZip(f, size); err != nil {
+		return "", "", 0, err
+	}
+	return modHash, zipHash, size, nil
 }
