@@ -70,6 +70,7 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, err)
 			return
 		}
+		rec.version = v
 		// @latest answers with the .info of the version chosen.
 		req.Kind, req.Version, req.EscapedVersion = goproxy.KindInfo, v, escapeVersion(v)
 		e, err := s.src.Get(ctx, rt, req)
