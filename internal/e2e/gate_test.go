@@ -159,13 +159,13 @@ func TestGateNoExistenceOracle(t *testing.T) {
 	m := "/" + gateModule
 	for _, tt := range []struct{ name, path, what string }{
 		{"tag/existing", m + "/@v/v1.0.0.info", "@v1.0.0"},
-		{"tag/missing", m + "/@v/v9.9.9.info", "@v9.9.9"},
+		{"tag/missing", m + "/@v/v1.9.9.info", "@v1.9.9"},
 		{"branch/existing", m + "/@v/feature.info", "@feature"},
 		{"branch/missing", m + "/@v/no-such-branch.info", "@no-such-branch"},
 		{"commit/existing", m + "/@v/" + e.commit[:12] + ".info", "@" + e.commit[:12]},
 		{"commit/missing", m + "/@v/0123456789ab.info", "@0123456789ab"},
 		{"mod/existing", m + "/@v/v1.0.0.mod", "@v1.0.0"},
-		{"mod/missing", m + "/@v/v9.9.9.mod", "@v9.9.9"},
+		{"mod/missing", m + "/@v/v1.9.9.mod", "@v1.9.9"},
 		{"zip/existing", m + "/@v/v1.1.0.zip", "@v1.1.0"},
 		{"zip/missing", m + "/@v/v1.2.3.zip", "@v1.2.3"},
 		{"list", m + "/@v/list", ""},
@@ -180,7 +180,7 @@ func TestGateNoExistenceOracle(t *testing.T) {
 		})
 	}
 	t.Run("go-command/missing-version-is-403-too", func(t *testing.T) {
-		_, stderr, err := e.goAs(t, "risk").Run("", "mod", "download", gateModule+"@v9.9.9")
+		_, stderr, err := e.goAs(t, "risk").Run("", "mod", "download", gateModule+"@v1.9.9")
 		if err == nil || !strings.Contains(stderr, "403 Forbidden") || !strings.Contains(stderr, "owned by team payments") {
 			t.Errorf("go mod download of a missing version as team risk: err=%v\n%s", err, stderr)
 		}

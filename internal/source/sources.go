@@ -144,7 +144,7 @@ func (s *Sources) privateVersion(ctx context.Context, rt route.Route, req goprox
 		}
 	}
 	if rt != route.Git || s.git == nil {
-		return nil, derrors.New(derrors.NotFound, "not found: %s@%s is not published in modgate", req.Module, req.Version)
+		return nil, derrors.New(derrors.NotFound, "not found: %s is a private module path and no private source serves it", req.Module)
 	}
 	return fetch(ctx, s.git, req)
 }
