@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/storage"
@@ -172,4 +173,19 @@ func hashStored(ctx context.Context, store storage.Store, key, file string) (str
 		return "", err
 	}
 	return HashFile(file, tmp, n)
+}
+
+// ObjectKey is the storage key of a pinned file under prefix in the protocol
+// layout the cache uses: prefix + escaped module + "/@v/" + escaped version +
+// ".mod" or ".zip" (for example "private/corp.example/!payments/ledger/@v/v1.0.0.zip").
+func ObjectKey(prefix string, e Entry) (string, error) {
+	mod, err := module.EscapePath(e.Module)
+	if err != nil {
+		return "", err
+	}
+	ver, err := module.EscapeVersion(e.Version)
+	if err != nil {
+		return "", err
+	}
+	return prefix + mod + "/@v/" + ver + "." + e.File, nil
 }
