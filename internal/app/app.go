@@ -338,7 +338,7 @@ func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor s
 			RedirectURL: cc.RedirectURL,
 			Scopes:      cc.Scopes,
 			Verifier:    v,
-			HTTPClient:  ocfg.HTTPClient,
+			HTTPClient:  v.HTTPClient(), // trusts auth.oidc.ca_file
 		}
 		if cc.ClientSecretFile != "" {
 			secret, err := os.ReadFile(cc.ClientSecretFile)
