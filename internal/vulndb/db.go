@@ -107,7 +107,9 @@ func Build(reports [][]byte, origin string) (*DB, error) {
 	slices.SortFunc(metas, func(a, b *moduleMeta) int { return strings.Compare(a.Path, b.Path) })
 	slices.SortFunc(vulns, func(a, b vulnMeta) int { return strings.Compare(a.ID, b.ID) })
 	for name, v := range map[string]any{
-		"index/db.json":      struct{ Modified time.Time `json:"modified"` }{db.modified},
+		"index/db.json": struct {
+			Modified time.Time `json:"modified"`
+		}{db.modified},
 		"index/modules.json": metas,
 		"index/vulns.json":   vulns,
 	} {

@@ -254,4 +254,3 @@ func (s *URLSource) getJSON(ctx context.Context, p string, v any) error {
 	}
 	return nil
 }
-
