@@ -4,9 +4,11 @@
 # settings.licenses); docs/vulnerabilities.md explains them.
 #
 # modgate fills input.advisories (the reports affecting input.module at
-# input.version: id, aliases, summary, fixed) and input.licenses (the SPDX ids
-# found in the version's zip) only for pulls of a version and only while the
-# matching switch is on, so these rules cost nothing when off.
+# input.version: id, aliases, summary, fixed) for pulls of a version, and
+# input.licenses (the SPDX ids found in the version's zip) for zip downloads,
+# only while the matching switch is on, so these rules cost nothing when off.
+# A license is therefore refused at the zip: the go command prints the reason
+# when it downloads the module.
 package modgate.authz
 
 # The vulnerability database is as public as the checksum database: every

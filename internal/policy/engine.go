@@ -416,9 +416,12 @@ func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string
 
 // facts fills input.advisories and input.licenses for a pull of a version when
 // the policy in force depends on them and the caller left them unset. Licenses
-// are not computed while filtering a list (listing): that would read the zip of
-// every listed version; a version refused for its license is refused when it
-// is pulled, with the reason.
+// come from the zip, so they are computed for zip downloads only: the go
+// command reads the .mod of many versions it never downloads (module graph
+// pruning), and a license rule must not turn each into a zip fetch. Nor are they
+// computed while filtering a list (listing), which would read the zip of every
+// listed version; a version refused for its license is refused when its zip is
+// pulled, with the reason.
 func (e *Engine) facts(ctx context.Context, st *state, in *Input, listing bool) error {
 	if in.Module == "" || in.Version == "" || in.Action.Verb() != "pull" {
 		return nil
@@ -430,7 +433,7 @@ func (e *Engine) facts(ctx context.Context, st *state, in *Input, listing bool) 
 		}
 		in.Advisories = advs
 	}
-	if st.licenses && !listing && in.Licenses == nil && e.opts.Licenses != nil {
+	if st.licenses && !listing && in.Action == ActionZip && in.Licenses == nil && e.opts.Licenses != nil {
 		ids, err := e.opts.Licenses(ctx, in.Module, in.Version)
 		if err != nil {
 			return fmt.Errorf("policy: licenses of %s@%s: %w", in.Module, in.Version, err)

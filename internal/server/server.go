@@ -55,6 +55,8 @@ type Options struct {
 	// Console is the web console (internal/console), served under /ui; nil
 	// serves none.
 	Console http.Handler
+	// AuditAffected answers /api/v1/audit/affected (vulndb.go); nil disables it.
+	AuditAffected AuditAffected
 }
 
 // Server is modgate's HTTP handler and the state behind it.
@@ -78,6 +80,8 @@ type Server struct {
 	git             *gitsource.Source
 	privatePatterns string
 	console         http.Handler
+	vulndb          VulnDB
+	affected        AuditAffected
 	ready           []readyCheck
 	router          *mux.Router
 
@@ -135,6 +139,7 @@ func New(opts Options) (*Server, error) {
 		auditQuery: opts.AuditQuery,
 		published:  opts.Published,
 		console:    opts.Console,
+		affected:   opts.AuditAffected,
 		limiter:    newRateLimiter(cfg.Server.RateLimit),
 	}
 	if s.policy == nil {
@@ -208,8 +213,10 @@ func (s *Server) routes() *mux.Router {
 
 	// Everything below needs a verified identity.
 	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditEvents))))
+	r.Handle("/api/v1/audit/affected", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditAffected))))
 	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handlePublishAPI)))))
 	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB)))))
+	r.PathPrefix(VulnDBPrefix).Handler(s.endpoint("vulndb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleVulnDB)))))
 	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
 	return r
 }
