@@ -144,5 +144,3 @@ func AffectedModules(mods []vulndb.AffectedModule) []audit.AffectedModule {
 	}
 	return out
 }
-
-
