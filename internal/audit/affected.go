@@ -44,9 +44,12 @@ type Exposure struct {
 // Remediated reports whether the subject has pulled a fixed version since.
 func (e Exposure) Remediated() bool { return e.FixedVersion != "" }
 
-// Affected returns who pulled affected versions of the modules (served pulls
-// of .info, .mod or .zip), one row per subject and module, those not yet
-// remediated first, then by module and subject.
+// Affected returns who pulled affected versions of the modules, one row per
+// subject and module, those not yet remediated first, then by module and
+// subject. A pull is a served .zip: the code entered the build then. The go
+// command also reads .info and .mod of versions it never builds with (the
+// latest version's go.mod for retractions, the module graph), and counting
+// those would list callers who never had the affected code.
 func Affected(ctx context.Context, db DB, modules []AffectedModule) (_ []Exposure, err error) {
 	defer derrors.Wrap(&err, "audit.Affected")
 	var out []Exposure
@@ -77,8 +80,8 @@ func affectedModule(ctx context.Context, db DB, m AffectedModule) ([]Exposure, e
 	// (module, time) index serves the module filter.
 	rows, err := db.Query(ctx, `SELECT subject, teams, version, min(time), max(time)
 		FROM audit_events
-		WHERE module = $1 AND version <> '' AND action = ANY($2) AND outcome = $3
-		GROUP BY subject, teams, version`, m.Path, toStrings(PullActions), string(OutcomeServed))
+		WHERE module = $1 AND version <> '' AND action = $2 AND outcome = $3
+		GROUP BY subject, teams, version`, m.Path, string(ActionZip), string(OutcomeServed))
 	if err != nil {
 		return nil, err
 	}

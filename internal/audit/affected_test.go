@@ -34,8 +34,11 @@ func TestAffected(t *testing.T) {
 		{Time: at(0), Subject: "alice", Teams: []string{"payments"}, Action: ActionZip, Module: "m.test/m", Version: "v1.2.3", Outcome: OutcomeServed},
 		{Time: at(5), Subject: "alice", Teams: []string{"payments"}, Action: ActionZip, Module: "m.test/m", Version: "v1.2.4", Outcome: OutcomeServed},
 		// bob pulled two affected versions with two teams and nothing since.
-		{Time: at(1), Subject: "bob", Teams: []string{"web"}, Action: ActionMod, Module: "m.test/m", Version: "v1.0.0", Outcome: OutcomeServed},
-		{Time: at(2), Subject: "bob", Teams: []string{"web", "infra"}, Action: ActionInfo, Module: "m.test/m", Version: "v1.2.0", Outcome: OutcomeServed},
+		{Time: at(1), Subject: "bob", Teams: []string{"web"}, Action: ActionZip, Module: "m.test/m", Version: "v1.0.0", Outcome: OutcomeServed},
+		{Time: at(2), Subject: "bob", Teams: []string{"web", "infra"}, Action: ActionZip, Module: "m.test/m", Version: "v1.2.0", Outcome: OutcomeServed},
+		// Reading an affected version's go.mod (module graph, retractions) is not a pull of its code.
+		{Time: at(6), Subject: "ivan", Teams: []string{"web"}, Action: ActionMod, Module: "m.test/m", Version: "v1.0.0", Outcome: OutcomeServed},
+		{Time: at(6), Subject: "ivan", Teams: []string{"web"}, Action: ActionInfo, Module: "m.test/m", Version: "v1.0.0", Outcome: OutcomeServed},
 		// carol pulled the fix before the affected version: still exposed.
 		{Time: at(1), Subject: "carol", Teams: []string{"infra"}, Action: ActionZip, Module: "m.test/m", Version: "v1.3.0", Outcome: OutcomeServed},
 		{Time: at(3), Subject: "carol", Teams: []string{"infra"}, Action: ActionZip, Module: "m.test/m", Version: "v1.1.0", Outcome: OutcomeServed},
