@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"log/slog"
 	"net"
 	neturl "net/url"
 	"os"
@@ -16,8 +17,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/modgate/modgate/internal/app"
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/auth"
+	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/oidctest"
 	"github.com/modgate/modgate/internal/testing/pgtest"
@@ -295,4 +298,81 @@ func TestVulnerabilityDatabaseThroughModgate(t *testing.T) {
 			t.Errorf("summary = %q", summary)
 		}
 	})
+}
+
+// vulndb.source url: a second modgate copies the first one's /vulndb/ through
+// the mirror connection settings (the first's private CA, Basic credentials
+// from a password file) and serves the same database; when the first goes
+// away, the second keeps serving its last good copy.
+func TestVulnDBFromUpstreamURL(t *testing.T) {
+	upstream := proxytest.NewServer(t, vulnModules(t)...)
+	idp := oidctest.Start(t)
+	p := newPKI(t)
+	cfg := tlsConfigFor(p, upstream.URL)
+	cfg.Auth.OIDC = auth.OIDCConfig{Issuer: idp.Issuer(), Audiences: []string{idp.ClientID()}, TeamPrefix: "team-", HTTPClient: idp.HTTPClient()}
+	cfg.VulnDB.Enabled = true
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	first := startAppUntil(t, ctx, cfg)
+	tok := idp.IssueToken("mirror@example.com", []string{"team-platform"})
+	waitVulnDB(t, p.CAFile, first, tok)
+
+	pw := filepath.Join(t.TempDir(), "password")
+	writeFile(t, pw, []byte(tok+"\n"))
+	cfg2 := tlsConfigFor(p, upstream.URL)
+	cfg2.Auth.OIDC = cfg.Auth.OIDC
+	cfg2.VulnDB.Enabled = true
+	cfg2.VulnDB.Source = "url"
+	cfg2.VulnDB.Refresh = config.Duration(time.Second)
+	cfg2.VulnDB.Upstream = config.UpstreamMirror{URL: first + "/vulndb", CAFile: p.CAFile, Username: "modgate", PasswordFile: pw}
+	second := startApp(t, cfg2)
+	waitVulnDB(t, p.CAFile, second, tok)
+	for _, name := range []string{"index/modules.json", "ID/" + advisory + ".json"} {
+		_, a := getWithToken(t, p.CAFile, first+"/vulndb/"+name, tok)
+		_, b := getWithToken(t, p.CAFile, second+"/vulndb/"+name, tok)
+		if a != b {
+			t.Errorf("%s differs:\nfirst:  %s\nsecond: %s", name, a, b)
+		}
+	}
+	stop() // the upstream database goes away
+	time.Sleep(2500 * time.Millisecond)
+	if status, body := getWithToken(t, p.CAFile, second+"/vulndb/ID/"+advisory+".json", tok); status != 200 {
+		t.Errorf("with its source down: %d %s, want the last good copy", status, body)
+	}
+	if status, body := getWithToken(t, p.CAFile, second+"/readyz", ""); !strings.Contains(body, "vulndb: ok") || !strings.Contains(body, "last refresh failed") {
+		t.Errorf("/readyz (%d) does not report the failing source:\n%s", status, body)
+	}
+}
+
+func waitVulnDB(t *testing.T, caFile, url, token string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, body := getWithToken(t, caFile, url+"/vulndb/index/db.json", token)
+		if status == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/vulndb not loaded: %d %s", url, status, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startAppUntil is startApp whose server stops when ctx ends.
+func startAppUntil(t *testing.T, ctx context.Context, cfg config.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cache.Dir = t.TempDir()
+	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, ln) }()
+	t.Cleanup(func() { <-done; a.Close() })
+	return "https://" + ln.Addr().String()
 }
