@@ -127,7 +127,7 @@ func Build(reports [][]byte, origin string) (*DB, error) {
 // put stores a file and its gzip variant.
 func (db *DB) put(name string, b []byte) error {
 	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
 	if _, err := zw.Write(b); err != nil {
 		return err
 	}
