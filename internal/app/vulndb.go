@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/goproxy"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/license"
 	"github.com/modgate/modgate/internal/metrics"
@@ -108,10 +111,7 @@ func (a *App) policyFacts(opts *policy.Options, vdb *vulndb.Service) {
 		}
 	}
 	det := license.NewDetector(func(ctx context.Context, mod, ver string) (io.ReaderAt, int64, func(), error) {
-		if a.server == nil {
-			return nil, 0, nil, derrors.New(derrors.Unavailable, "app: the server is not built yet")
-		}
-		return a.server.ModuleZip(ctx, mod, ver)
+		return a.moduleZip(ctx, mod, ver)
 	}, 0)
 	opts.Licenses = det.Licenses
 }
@@ -143,4 +143,46 @@ func AffectedModules(mods []vulndb.AffectedModule) []audit.AffectedModule {
 		out[i] = audit.AffectedModule{Path: m.Path, Affects: m.Affects}
 	}
 	return out
+}
+
+// moduleZip reads the zip of a module version through the sources and their
+// cache (fetching and verifying it if it is not there yet) into a temporary
+// file, for license detection. It bypasses the gate: it serves no caller, and
+// the caller's own request is being decided when it runs.
+func (a *App) moduleZip(ctx context.Context, modPath, version string) (io.ReaderAt, int64, func(), error) {
+	if a.core == nil {
+		return nil, 0, nil, derrors.New(derrors.Unavailable, "app: the request path is not built yet")
+	}
+	escMod, err := module.EscapePath(modPath)
+	if err != nil {
+		return nil, 0, nil, derrors.WithCause(derrors.InvalidArgument, err, "invalid module path")
+	}
+	escVer, err := module.EscapeVersion(version)
+	if err != nil {
+		return nil, 0, nil, derrors.WithCause(derrors.InvalidArgument, err, "invalid version")
+	}
+	req, err := goproxy.ParseRequest("/" + escMod + "/@v/" + escVer + ".zip")
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	e, err := a.core.Sources.Get(ctx, a.core.Gate.Route(modPath), req)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	defer e.Close()
+	var rd io.Reader = e.Stream
+	if e.Object != nil {
+		rd = e.Object
+	}
+	f, err := os.CreateTemp(a.core.Sources.Cache().Store().ScratchDir(), "license-*.zip")
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	cleanup := func() { f.Close(); os.Remove(f.Name()) }
+	n, err := io.Copy(f, rd)
+	if err != nil {
+		cleanup()
+		return nil, 0, nil, err
+	}
+	return f, n, cleanup, nil
 }

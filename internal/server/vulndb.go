@@ -4,17 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
-	"golang.org/x/mod/module"
-
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/goproxy"
 	"github.com/modgate/modgate/internal/policy"
 )
 
@@ -39,11 +34,7 @@ func (s *Server) handleVulnDB(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, derrors.New(derrors.MethodNotAllowed, "method %s not allowed", r.Method))
 		return
 	}
-	if d, err := s.decide(w, r, s.input(r, policy.ActionVulnDB, "", "")); err != nil || !d.Allow {
-		if err == nil {
-			err = d.Err()
-		}
-		s.writeError(w, r, err)
+	if _, ok := s.authorize(w, r, s.gateRequest(r, policy.ActionVulnDB, "", "")); !ok {
 		return
 	}
 	if s.vulndb == nil {
@@ -96,45 +87,6 @@ func validVulnDBName(name string) bool {
 	return true
 }
 
-// ModuleZip reads the zip of a public or private module version through the
-// cache (fetching and verifying it if it is not there yet) into a temporary
-// file, for license detection. It bypasses policy and audit: it serves no
-// caller, and the caller's own request is decided and recorded.
-func (s *Server) ModuleZip(ctx context.Context, modPath, version string) (io.ReaderAt, int64, func(), error) {
-	escMod, err := module.EscapePath(modPath)
-	if err != nil {
-		return nil, 0, nil, derrors.WithCause(derrors.InvalidArgument, err, "invalid module path")
-	}
-	escVer, err := module.EscapeVersion(version)
-	if err != nil {
-		return nil, 0, nil, derrors.WithCause(derrors.InvalidArgument, err, "invalid version")
-	}
-	req, err := goproxy.ParseRequest("/" + escMod + "/@v/" + escVer + ".zip")
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	e, err := s.cache.Get(ctx, s.moduleSpec(req))
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	defer e.Close()
-	var rd io.Reader = e.Stream
-	if e.Object != nil {
-		rd = e.Object
-	}
-	f, err := os.CreateTemp(s.cache.Store().ScratchDir(), "license-*.zip")
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	cleanup := func() { f.Close(); os.Remove(f.Name()) }
-	n, err := io.Copy(f, rd)
-	if err != nil {
-		cleanup()
-		return nil, 0, nil, err
-	}
-	return f, n, cleanup, nil
-}
-
 // SetVulnDB serves v at /vulndb/. The composition root calls it before serving.
 func (s *Server) SetVulnDB(v VulnDB) { s.vulndb = v }
 
@@ -151,13 +103,7 @@ func (s *Server) handleAuditAffected(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, derrors.New(derrors.MethodNotAllowed, "method %s not allowed", r.Method))
 		return
 	}
-	d, err := s.decide(w, r, s.input(r, policy.ActionAuditRead, "", ""))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if !d.Allow {
-		s.writeError(w, r, d.Err())
+	if _, ok := s.authorize(w, r, s.gateRequest(r, policy.ActionAuditRead, "", "")); !ok {
 		return
 	}
 	if s.affected == nil {
