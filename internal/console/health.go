@@ -31,10 +31,10 @@ type healthData struct {
 	// (modgate_database_up); DatabaseUp is its last answer.
 	Database   bool
 	DatabaseUp bool
-	Failures     map[string]float64
-	Policy       *policy.Status
-	Errors       []audit.Row
-	ErrorsErr    string
+	Failures   map[string]float64
+	Policy     *policy.Status
+	Errors     []audit.Row
+	ErrorsErr  string
 }
 
 // handleHealth reads this replica's Prometheus registry — the numbers /metrics
