@@ -149,3 +149,31 @@ func TestCatchUpAfterReconnect(t *testing.T) {
 		t.Errorf("unchanged token: %v", err)
 	}
 }
+
+// Token administration without the database is a 503 naming the operation.
+func TestAdministrationUnavailable(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewPool(t)
+	s := newStore(t, pool, Config{})
+	_, tok := create(t, s, CreateRequest{Subject: "ci"})
+	pool.Close()
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		run  func() error
+		want string
+	}{
+		{"fail/create", func() error { _, _, err := s.Create(ctx, CreateRequest{Subject: "x"}); return err }, "cannot create an API token now"},
+		{"fail/list", func() error { _, err := s.List(ctx, ListFilter{}); return err }, "cannot list API tokens now"},
+		{"fail/revoke", func() error { _, err := s.Revoke(ctx, tok.ID, "sec"); return err }, "cannot revoke API token " + tok.ID + " now"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run()
+			want := tt.want + ": modgate's database is unreachable; try again when it is back"
+			if !errors.Is(err, derrors.Unavailable) || derrors.PublicMessage(err) != want {
+				t.Errorf("err = %v (%q), want Unavailable %q", err, derrors.PublicMessage(err), want)
+			}
+		})
+	}
+}

@@ -39,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
 )
 
@@ -254,6 +255,7 @@ func scanToken(row pgx.Row) (Token, error) {
 // show it to the user once.
 func (s *Store) Create(ctx context.Context, req CreateRequest) (secret string, tok Token, err error) {
 	defer derrors.Wrap(&err, "tokens.Create")
+	defer database.MarkUnavailable(&err, "cannot create an API token now")
 	if err := req.Validate(); err != nil {
 		return "", Token{}, err
 	}
@@ -289,6 +291,7 @@ type ListFilter struct {
 // List returns the tokens matching f, oldest first.
 func (s *Store) List(ctx context.Context, f ListFilter) (_ []Token, err error) {
 	defer derrors.Wrap(&err, "tokens.List")
+	defer database.MarkUnavailable(&err, "cannot list API tokens now")
 	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens
 		WHERE ($1 = '' OR subject = $1)
 		  AND ($2 OR (revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())))
@@ -302,6 +305,7 @@ func (s *Store) List(ctx context.Context, f ListFilter) (_ []Token, err error) {
 // Get returns the token with the given id, or derrors.NotFound.
 func (s *Store) Get(ctx context.Context, id string) (_ Token, err error) {
 	defer derrors.Wrap(&err, "tokens.Get(%q)", id)
+	defer database.MarkUnavailable(&err, "cannot read API token %s now", id)
 	tok, err := scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Token{}, derrors.New(derrors.NotFound, "no API token %q", id)
@@ -321,6 +325,7 @@ func (s *Store) Revoke(ctx context.Context, idOrSecret, by string) (_ Token, err
 		return Token{}, derrors.New(derrors.InvalidArgument, "not an API token id")
 	}
 	defer derrors.Wrap(&err, "tokens.Revoke(%q)", id)
+	defer database.MarkUnavailable(&err, "cannot revoke API token %s now", id)
 	if err := checkText("revoker", by, 256, false); err != nil {
 		return Token{}, err
 	}
