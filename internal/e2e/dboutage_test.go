@@ -187,6 +187,7 @@ func TestServesThroughPostgresOutage(t *testing.T) {
 	}
 	ci, _ := newToken("ci-build")
 	revokedBefore, revokedBeforeTok := newToken("ci-revoked-before")
+	unseen, _ := newToken("ci-unseen") // never presented before the outage
 	for i := range 2 {
 		for _, s := range []string{ci, revokedBefore} {
 			if code, body := status(i, s); code != 200 {
@@ -241,6 +242,10 @@ func TestServesThroughPostgresOutage(t *testing.T) {
 		waitFor(t, 30*time.Second, "readyz to report the database degraded", func() bool { return readyz.sawDegraded(urls[i]) })
 		if code, body := status(i, revokedBefore); code == http.StatusOK {
 			t.Errorf("replica %d accepted a token revoked before the outage: %s", i, body)
+		}
+		// A token no replica has confirmed cannot be checked: 503 with the reason.
+		if code, body := status(i, unseen); code != http.StatusServiceUnavailable || !strings.Contains(body, "API token store unavailable") {
+			t.Errorf("replica %d, unknown token during the outage: %d %q, want 503 naming the token store", i, code, body)
 		}
 	}
 	// Publish needs the database: a 503 naming what could not be done, and
@@ -380,6 +385,19 @@ func TestServesThroughPostgresOutage(t *testing.T) {
 	out, err := exec.Command(modgateBinary(t), "audit", "verify", "--database-url", dbURL).CombinedOutput()
 	if err != nil {
 		t.Errorf("modgate audit verify: %v\n%s", err, out)
+	}
+	// Losing and regaining the database, and falling back to confirmed
+	// tokens, are in the log.
+	for _, want := range []string{
+		"database: PostgreSQL unreachable",
+		"database: PostgreSQL reachable again",
+		"tokens: revocation listener disconnected",
+		"tokens: database unreachable; accepting API tokens",
+		"tokens: database reachable again",
+	} {
+		if !strings.Contains(logs[0].String(), want) {
+			t.Errorf("replica 0's log lacks %q", want)
+		}
 	}
 	var published int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM published_versions WHERE module = 'corp.test/outage'").Scan(&published); err != nil || published != 0 {
