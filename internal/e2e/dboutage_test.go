@@ -188,6 +188,14 @@ func TestServesThroughPostgresOutage(t *testing.T) {
 	ci, _ := newToken("ci-build")
 	revokedBefore, revokedBeforeTok := newToken("ci-revoked-before")
 	unseen, _ := newToken("ci-unseen") // never presented before the outage
+	auditor, _, err := store.Create(ctx, tokens.CreateRequest{Subject: "ann", Teams: []string{"security-audit"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditEvents := urls[1] + "/api/v1/audit/events?limit=1"
+	if code, body := getWithToken(t, p.CAFile, auditEvents, auditor); code != 200 {
+		t.Fatalf("audit query before the outage: %d %s", code, body)
+	}
 	for i := range 2 {
 		for _, s := range []string{ci, revokedBefore} {
 			if code, body := status(i, s); code != 200 {
@@ -257,6 +265,9 @@ func TestServesThroughPostgresOutage(t *testing.T) {
 	}
 	if objs := pe.objects(t); len(objs) != 0 {
 		t.Errorf("publish during the outage left objects: %v", objs)
+	}
+	if code, body := getWithToken(t, p.CAFile, auditEvents, auditor); code != http.StatusServiceUnavailable || !strings.Contains(body, "cannot query the audit trail now") {
+		t.Errorf("audit query during the outage: %d %q, want 503 saying why", code, body)
 	}
 	// Past the token cache's TTL: what the go command gets now rests on
 	// stale-if-error.
