@@ -1,4 +1,4 @@
-package server
+package server_test
 
 import (
 	"context"
@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modgate/modgate/internal/app"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/server"
 )
 
 // A degraded check keeps /readyz 200 and says what is degraded; a failing one
@@ -22,7 +24,7 @@ func TestReadyzDegraded(t *testing.T) {
 		wantLine   string
 	}{
 		{"ok/up", nil, http.StatusOK, "database: ok\n"},
-		{"ok/degraded", Degraded("PostgreSQL unreachable for 3s"), http.StatusOK, "database: degraded (PostgreSQL unreachable for 3s)\n"},
+		{"ok/degraded", server.Degraded("PostgreSQL unreachable for 3s"), http.StatusOK, "database: degraded (PostgreSQL unreachable for 3s)\n"},
 		{"fail/down", errors.New("spool unavailable"), http.StatusServiceUnavailable, "database: spool unavailable\n"},
 	}
 	for _, tt := range tests {
@@ -31,7 +33,7 @@ func TestReadyzDegraded(t *testing.T) {
 			cfg := config.Defaults()
 			cfg.Cache.Dir = t.TempDir()
 			cfg.Auth.Anonymous = true
-			s, err := New(Options{Config: cfg})
+			s, err := app.NewServer(app.ServerOptions{Config: cfg})
 			if err != nil {
 				t.Fatal(err)
 			}
