@@ -172,7 +172,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	a.core, a.server = core, core.Server
 	if vdb != nil {
 		a.server.SetVulnDB(vdb)
-		a.server.AddReadyCheck("vulndb", func(context.Context) (string, error) { return vdb.Status() })
+		// A vulnerability database that cannot be loaded is a degraded feature, not
+		// a reason to take the replica out of service: modules are still served.
+		a.server.AddReadyCheck("vulndb", func(context.Context) (string, error) {
+			detail, err := vdb.Status()
+			if err != nil {
+				return "", server.Degraded("%v", err)
+			}
+			return detail, nil
+		})
 		vctx, stop := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { vdb.Run(vctx); close(done) }()
