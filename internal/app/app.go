@@ -88,14 +88,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
+	vdb, err := a.newVulnDB()
+	if err != nil {
+		return nil, err
+	}
 	var pol gate.Policy
 	var engine *policy.Engine
 	if cfg.Policy.Dir != "" {
-		engine, err = policy.Load(ctx, cfg.Policy.Dir, policy.Options{
+		popts := policy.Options{
 			Logger:     log,
 			Registerer: reg,
 			CacheSize:  cfg.Policy.CacheSize,
-		})
+		}
+		a.policyFacts(&popts, vdb)
+		engine, err = policy.Load(ctx, cfg.Policy.Dir, popts)
 		if err != nil {
 			return nil, fmt.Errorf("app: loading policy: %w", err)
 		}
@@ -151,15 +157,24 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Audit:         auditor,
 		AuditQuery:    a.auditQuery(),
 		Published:     published,
+		AuditAffected: a.affected(vdb),
 	}
 	if cfg.Console.Enabled {
-		sopts.Console = func(c *Core) (http.Handler, error) { return a.console(reg, engine, auditor, c) }
+		sopts.Console = func(c *Core) (http.Handler, error) { return a.console(reg, engine, auditor, c, a.affected(vdb)) }
 	}
 	core, err := Build(sopts)
 	if err != nil {
 		return nil, err
 	}
 	a.core, a.server = core, core.Server
+	if vdb != nil {
+		a.server.SetVulnDB(vdb)
+		a.server.AddReadyCheck("vulndb", func(context.Context) (string, error) { return vdb.Status() })
+		vctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { vdb.Run(vctx); close(done) }()
+		a.closers = append(a.closers, func() { stop(); <-done })
+	}
 	if a.audit != nil {
 		a.server.AddReadyCheck("audit", func(context.Context) (string, error) { return "", a.audit.Healthy() })
 	}
@@ -285,9 +300,10 @@ func (a *App) authenticator() (server.Authenticator, error) {
 // console builds the web console. It reads the client certificate through the
 // server's TLS state, which exists only once the server does: the closure looks
 // it up per request.
-func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor server.Auditor, c *Core) (*console.Console, error) {
+func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor server.Auditor, c *Core, affected func(context.Context, string) ([]audit.Exposure, error)) (*console.Console, error) {
 	cc := a.cfg.Console
 	opts := console.Options{
+		Affected:   affected,
 		Logger:     a.log,
 		SessionTTL: cc.SessionTTL.D(),
 		Gatherer:   reg,

@@ -45,6 +45,8 @@ type Config struct {
 	// Mirror schedules pre-warm syncs run inside `modgate serve` (docs/mirror.md).
 	Mirror  Mirror  `yaml:"mirror"`
 	Console Console `yaml:"console"`
+	// VulnDB serves the Go vulnerability database (docs/vulnerabilities.md).
+	VulnDB VulnDB `yaml:"vulndb"`
 }
 
 // Console configures the web console at /ui (docs/console.md). Callers with a
@@ -520,6 +522,7 @@ func Defaults() Config {
 			ShutdownTimeout:   Duration(30 * time.Second),
 			RateLimit:         RateLimit{RequestsPerSecond: 1000, Burst: 5000},
 		},
+		VulnDB: defaultVulnDB(),
 	}
 }
 
@@ -547,6 +550,9 @@ func (c *Config) Validate() error {
 	var errs []string
 	if c.Listen == "" {
 		errs = append(errs, "listen must be set")
+	}
+	if err := c.VulnDB.Validate(); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if c.Cache.Dir == "" {
 		errs = append(errs, "cache.dir must be set")
