@@ -234,7 +234,6 @@ func TestAttackCaseVariantOwnership(t *testing.T) {
 // command and the checksum database) is refused too, and the upstream is never
 // asked for it.
 func TestAttackCaseVariantDenyList(t *testing.T) {
-	needsGate(t)
 	mod := func(path string) proxytest.Module {
 		return proxytest.Module{Path: path, Version: "v1.0.0", Time: time.Date(2017, 1, 1, 0, 0, 0, 0, time.UTC),
 			Files: map[string]string{"go.mod": "module " + path + "\n", "logrus.go": "package logrus\n"}}
