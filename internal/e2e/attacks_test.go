@@ -45,14 +45,6 @@ denylist:
 
 const ledgerPath = "corp.example/payments/ledger"
 
-// needsGate skips attacks whose defence is the request gate's wiring (policy
-// decided before any source is touched, the version ledger consulted on every
-// private fill and publish), until that lands on this branch.
-func needsGate(t *testing.T) {
-	t.Helper()
-	t.Skip("needs the request gate of issue 15 (one authorization gate, ledger wired into fills and publish)")
-}
-
 // attackEnv is modgate with corp.example routed to a git server that resolves
 // repository paths case-insensitively (as hosting services do), the public
 // fixture as its upstream, and the policy above.
@@ -280,7 +272,6 @@ func TestAttackCaseVariantDenyList(t *testing.T) {
 // (c) Publish over a git version already served: 409 naming the recorded
 // source; pulls keep the git bytes; list and @latest keep git's versions.
 func TestAttackPublishOverServedGitVersion(t *testing.T) {
-	needsGate(t)
 	e := startAttackEnv(t)
 	gitSum := downloadSum(t, e.goAs(t, e.url, "payments"), ledgerPath+"@v1.0.0")
 
@@ -306,7 +297,6 @@ func TestAttackPublishOverServedGitVersion(t *testing.T) {
 // naming both hashes, records an integrity_failure audit row and counts it; the
 // replica that has the recorded bytes keeps serving them to a fresh machine.
 func TestAttackMovedGitTag(t *testing.T) {
-	needsGate(t)
 	e := startAttackEnv(t)
 	pinned := downloadSum(t, e.goAs(t, e.url, "payments"), ledgerPath+"@v1.0.0")
 
@@ -376,7 +366,6 @@ func integrityMetric(t *testing.T, e *attackEnv, url string) float64 {
 // (e) A version that exists as a git tag but was never served cannot be
 // published.
 func TestAttackPublishOverUnservedGitTag(t *testing.T) {
-	needsGate(t)
 	e := startAttackEnv(t)
 	e.repo.Commit("v1.2.0", map[string]string{"ledger.go": "package ledger\n\nconst Version = 12\n"})
 	e.repo.Tag("v1.2.0")
