@@ -186,6 +186,7 @@ func openAuditDB(ctx context.Context, url string) (interface {
 	}
 	pool, err := database.Open(ctx, url)
 	if err != nil {
+		database.MarkUnavailable(&err, "cannot read the audit trail now")
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return pool, nil

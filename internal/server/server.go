@@ -156,7 +156,8 @@ func New(opts Options) (*Server, error) {
 }
 
 // AddReadyCheck adds a named check to /readyz. A check failing makes the replica
-// unready; its detail, if any, is shown either way.
+// unready, unless its error is a *DegradedError (the replica still serves); its
+// detail, if any, is shown either way.
 func (s *Server) AddReadyCheck(name string, check func(context.Context) (string, error)) {
 	s.ready = append(s.ready, readyCheck{name, check})
 }
@@ -231,6 +232,10 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	status, body := http.StatusOK, ""
 	for _, c := range s.ready {
 		detail, err := c.check(ctx)
+		if deg := (*DegradedError)(nil); errors.As(err, &deg) {
+			body += c.name + ": degraded (" + deg.Reason + ")\n"
+			continue
+		}
 		if err != nil {
 			status = http.StatusServiceUnavailable
 			body += fmt.Sprintf("%s: %v\n", c.name, err)
