@@ -19,8 +19,9 @@ type wrkResult struct {
 	Bytes      int64
 	Duration   time.Duration
 	P50, P99   time.Duration
-	StatusErrs int64 // responses other than 2xx/3xx
-	SocketErrs int64 // connect, read, write errors and timeouts
+	Mean       time.Duration // h2load reports a mean, not percentiles
+	StatusErrs int64         // responses other than 2xx/3xx
+	SocketErrs int64         // connect, read, write errors and timeouts
 	ReqPerSec  float64
 	MBPerSec   float64 // response bytes (headers included) per second, in MB (10^6)
 }
