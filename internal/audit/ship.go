@@ -210,6 +210,12 @@ func (s *shipper) fill() error {
 		}
 		limit, active := s.limit(s.segID)
 		s.fr.limit = limit
+		if rows, ok := s.takeHandoff(); ok {
+			for i := range rows {
+				s.rows = append(s.rows, &rows[i])
+			}
+			continue
+		}
 		e, err := s.fr.next()
 		switch {
 		case err == nil:
@@ -235,6 +241,31 @@ func (s *shipper) fill() error {
 		}
 	}
 	return nil
+}
+
+// takeHandoff returns the committed rows that start exactly where the reader
+// stands, from memory, and moves the reader past their frames: the spool holds
+// them durably, and decoding them back from it would cost more than writing
+// them did. Handoffs the reader has already passed (read from the file, after
+// the memory queue overflowed) are dropped.
+func (s *shipper) takeHandoff() ([]Row, bool) {
+	w := s.w
+	w.posMu.Lock()
+	defer w.posMu.Unlock()
+	for len(w.handoff) > 0 {
+		h := w.handoff[0]
+		if h.seg > s.segID || h.seg == s.segID && h.start > s.fr.off {
+			return nil, false // not reached yet: read the file up to it
+		}
+		w.handoff[0] = handoff{}
+		w.handoff = w.handoff[1:]
+		w.handoffRows -= len(h.rows)
+		if h.seg == s.segID && h.start == s.fr.off {
+			s.fr.skipTo(h.end)
+			return h.rows, true
+		}
+	}
+	return nil, false
 }
 
 // nextSegment returns the oldest segment after the one last read.

@@ -101,6 +101,7 @@ type frameReader struct {
 	off   int64 // offset of the next frame
 	limit int64 // read no frame that ends beyond this; -1 means end of file
 	buf   []byte
+	stale bool // the buffered reader is not at off (skipTo)
 }
 
 func openFrameReader(path string) (*frameReader, error) {
@@ -118,6 +119,13 @@ func (fr *frameReader) Close() error { return fr.f.Close() }
 func (fr *frameReader) next() (*spoolEntry, error) {
 	if fr.limit >= 0 && fr.off+frameHeader > fr.limit {
 		return nil, io.EOF
+	}
+	if fr.stale {
+		if _, err := fr.f.Seek(fr.off, io.SeekStart); err != nil {
+			return nil, err
+		}
+		fr.r.Reset(fr.f)
+		fr.stale = false
 	}
 	var hdr [frameHeader]byte
 	n, err := io.ReadFull(fr.r, hdr[:])
@@ -163,6 +171,13 @@ func (fr *frameReader) next() (*spoolEntry, error) {
 	}
 	fr.off += frameHeader + size
 	return &e, nil
+}
+
+// skipTo moves the reader to off, the end of frames taken from elsewhere (the
+// writer's memory); the next read seeks there.
+func (fr *frameReader) skipTo(off int64) {
+	fr.off = off
+	fr.stale = true
 }
 
 // unread rewinds after a partial read so the frame can be read again once complete

@@ -138,6 +138,14 @@ type Writer struct {
 	sealed     map[int64]int64 // segments closed in this run -> durable length
 	firstRunID int64           // segments below this come from an earlier run
 	noActive   bool            // the spool is broken: no active segment
+	// shipped hands the shipper the rows it would otherwise read back from the
+	// spool and decode again: each entry is one durable commit (its segment and
+	// byte range, and the rows as chained), oldest first. It holds at most
+	// maxHandoffRows rows; commits past that (PostgreSQL down or slow) are left
+	// for the shipper to read from the files, as are earlier runs' segments.
+	handoff     []handoff
+	handoffRows int
+	handoffCap  int // maxHandoffRows; tests lower it
 
 	spoolBytes atomic.Int64 // bytes in the spool directory
 	unshipped  atomic.Int64 // rows in the spool not yet in PostgreSQL
@@ -145,6 +153,17 @@ type Writer struct {
 	spoolOK    atomic.Bool
 	headSnap   atomic.Pointer[chainHead] // the committer's head, for the log
 }
+
+// handoff is one spool commit the shipper may take from memory: rows, already
+// chained and durable, occupying bytes [start, end) of segment seg.
+type handoff struct {
+	seg        int64
+	start, end int64
+	rows       []Row
+}
+
+// maxHandoffRows bounds the rows waiting in memory for the shipper.
+const maxHandoffRows = 20_000
 
 // batch is one group commit: every Record that arrived while the previous fsync ran.
 type batch struct {
@@ -194,6 +213,7 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 		maintStop:  make(chan struct{}),
 		maintDone:  make(chan struct{}),
 		sealed:     map[int64]int64{},
+		handoffCap: maxHandoffRows,
 	}
 	w.shipCtx, w.shipCancel = context.WithCancel(context.Background())
 	w.m = newMetrics(reg, w)
@@ -513,10 +533,15 @@ func (w *Writer) appendSpool(rows []Row) error {
 	if err := w.seg.Sync(); err != nil {
 		return fmt.Errorf("syncing spool: %w", err)
 	}
+	start := w.segSize
 	w.segSize += int64(len(buf))
 	w.spoolBytes.Add(int64(len(buf)))
 	w.posMu.Lock()
 	w.activeEnd = w.segSize
+	if w.handoffRows+len(rows) <= w.handoffCap {
+		w.handoff = append(w.handoff, handoff{seg: w.segID, start: start, end: w.segSize, rows: rows})
+		w.handoffRows += len(rows)
+	}
 	w.posMu.Unlock()
 	return nil
 }
