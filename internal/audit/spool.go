@@ -20,7 +20,8 @@ import (
 //
 //	uint32 big-endian payload length | uint32 big-endian CRC-32C of payload | payload
 //
-// and each payload is one JSON spoolEntry. A crash can leave a torn frame at the end
+// and each payload is one JSON spoolEntry. Segments are preallocated (zero-filled)
+// when the writer can, so a segment's frames end at the first all-zero header. A crash can leave a torn frame at the end
 // of the segment that was being written; reading stops at the first frame that is
 // short or fails its checksum, and the writer never appends to a segment it did not
 // create, so a torn frame is always a tail and was never acknowledged.
@@ -140,6 +141,11 @@ func (fr *frameReader) next() (*spoolEntry, error) {
 		return nil, err
 	}
 	size := int64(binary.BigEndian.Uint32(hdr[:4]))
+	if size == 0 && binary.BigEndian.Uint32(hdr[4:]) == 0 {
+		// The zeros of a preallocated segment: no frame was written here.
+		fr.unread(n)
+		return nil, io.EOF
+	}
 	if size > maxFrame {
 		fr.unread(n)
 		return nil, errTorn
