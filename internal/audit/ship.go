@@ -335,7 +335,7 @@ func appendRejected(dir string, r *Row) error {
 	return err
 }
 
-// columns are audit_events' columns in the order rows are copied.
+// columns are audit_events' columns in the order rows are copied (appendCopyRow).
 var columns = []string{
 	"event_id", "time", "request_id", "decision_id", "subject", "teams", "auth_method",
 	"client_addr", "cert_fingerprint", "action", "module", "version", "outcome", "status",
@@ -343,35 +343,18 @@ var columns = []string{
 	"chain_id", "seq", "prev_hash", "hash",
 }
 
-func rowValues(r *Row) []any {
-	teams := r.Teams
-	if teams == nil {
-		teams = []string{} // the spool's JSON drops an empty list; the column is NOT NULL
-	}
-	return []any{
-		r.EventID, r.Time, r.RequestID, r.DecisionID, r.Subject, teams, r.AuthMethod,
-		r.ClientAddr, r.CertFingerprint, string(r.Action), r.Module, r.Version, string(r.Outcome), int32(r.Status),
-		r.Reason, r.Source, r.Bytes, r.DurationMS, r.UserAgent, r.Replica, r.ContentHash,
-		r.ChainID, r.Seq, r.PrevHash, r.Hash,
-	}
-}
-
-type rowSource struct {
-	rows []*Row
-	i    int
-}
-
-func (s *rowSource) Next() bool             { s.i++; return s.i <= len(s.rows) }
-func (s *rowSource) Values() ([]any, error) { return rowValues(s.rows[s.i-1]), nil }
-func (s *rowSource) Err() error             { return nil }
-
 // insertRows writes rows and returns how many were new. The fast path COPYs straight
 // into audit_events; when the rows may already be there (dedupe), or the fast path
 // hits the unique key, it COPYs into a temporary table and inserts with ON CONFLICT
 // DO NOTHING on (event_id, time).
 func insertRows(ctx context.Context, pool *pgxpool.Pool, rows []*Row, dedupe bool) (int64, error) {
 	if !dedupe {
-		n, err := pool.CopyFrom(ctx, pgx.Identifier{"audit_events"}, columns, &rowSource{rows: rows})
+		var n int64
+		err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+			var err error
+			n, err = copyRows(ctx, c.Conn().PgConn(), "audit_events", rows)
+			return err
+		})
 		var pgErr *pgconn.PgError
 		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "23505" {
 			return n, err
@@ -383,7 +366,7 @@ func insertRows(ctx context.Context, pool *pgxpool.Pool, rows []*Row, dedupe boo
 			SELECT `+columnList+` FROM audit_events WITH NO DATA`); err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_stage"}, columns, &rowSource{rows: rows}); err != nil {
+		if _, err := copyRows(ctx, tx.Conn().PgConn(), "audit_stage", rows); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO audit_events (`+columnList+`)
