@@ -166,10 +166,10 @@ func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides []
 			var err error
 			if side.h2 != nil {
 				load := *side.h2
-				load.Duration = d
+				load.Duration, load.WarmUp = d, i == 0
 				r, err = load.run(ctx)
 			} else {
-				load := wrkLoad{Bin: wrkBin, Threads: 2, Connections: conns, Duration: d, Script: side.script}
+				load := wrkLoad{Bin: wrkBin, Threads: 2, Connections: conns, Duration: d, Script: side.script, WarmUp: i == 0}
 				r, err = load.run(ctx, side.url)
 			}
 			if profDone != nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -190,6 +191,67 @@ func TestWarmLoadH2(t *testing.T) {
 				if r.Requests < 10 || r.ReqPerSec <= 0 || r.Bytes == 0 || r.Mean <= 0 {
 					t.Errorf("%s: implausible h2load result %+v", base, r)
 				}
+			}
+		})
+	}
+}
+
+// On a loaded machine the 1 s warm-up run can end before a single TLS
+// handshake does: zero requests is then no error, but it is for a timed run.
+func TestWarmUpToleratesNoAnswer(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wrkBin, err := ensureTool(ctx, slog.New(slog.DiscardHandler), "wrk", "wrk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 64)
+	t.Cleanup(func() {
+		ln.Close()
+		for {
+			select {
+			case c := <-accepted:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- c: // held open, silent, until the test ends
+			default:
+				c.Close()
+			}
+		}
+	}()
+	script, err := writeWrkScriptNamed(t.TempDir(), "silent", []string{"/x"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		warmUp  bool
+		wantErr bool
+	}{
+		{"ok/warm-up", true, false},
+		{"fail/timed-run", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			load := wrkLoad{Bin: wrkBin, Threads: 1, Connections: 2, Duration: time.Second, Script: script, WarmUp: tc.warmUp}
+			r, err := load.run(ctx, "https://"+ln.Addr().String())
+			if (err != nil) != tc.wantErr {
+				t.Errorf("run = %+v, %v; want error %v", r, err, tc.wantErr)
 			}
 		})
 	}
