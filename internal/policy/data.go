@@ -225,6 +225,8 @@ func (d *Data) normalize() error {
 			if err := checkPrefix(x.Module); err != nil {
 				bad("settings.vulnerabilities.exempt[%d].module: %v", i, err)
 			}
+			// Matched against input.path_prefixes, which are folded (FoldPath).
+			s.Vulnerabilities.Exempt[i].Module = FoldPath(x.Module)
 		}
 		if x.Team != "" {
 			if err := checkTeam(x.Team); err != nil {
