@@ -12,7 +12,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -174,7 +173,7 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 	if err != nil {
 		return nil, fmt.Errorf("opening spool lock: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockSpool(lock); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("spool %s is in use by another writer: %w", cfg.SpoolDir, err)
 	}
