@@ -75,7 +75,37 @@ var csvHeader = []string{
 	"chain_id", "seq", "prev_hash", "hash",
 }
 
-// WriteCSV writes every column; teams are joined with ';', hashes in hex.
+// NeutralizeCell returns s made safe for a spreadsheet cell, the OWASP way
+// (https://owasp.org/www-community/attacks/CSV_Injection): a cell that begins
+// with '=', '+', '-', '@', a tab or a carriage return would be evaluated as a
+// formula by Excel, LibreOffice or Google Sheets, so it is prefixed with a single
+// quote, which makes them show the text as it is. A cell that already begins
+// with a single quote gets one more, so that removing exactly one leading quote
+// from a cell that has one (UnneutralizeCell) gives back the original text.
+// Every CSV export — the audit API, the console's events.csv and
+// `modgate audit query --format csv` — writes its cells through this function.
+func NeutralizeCell(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r', '\'':
+		return "'" + s
+	}
+	return s
+}
+
+// UnneutralizeCell undoes NeutralizeCell: it removes one leading single quote.
+func UnneutralizeCell(s string) string { return strings.TrimPrefix(s, "'") }
+
+// csvTextColumns are the indexes in csvHeader of the columns holding text that
+// may come from a client or an operator (subject, user agent, reason, module...).
+// The numeric columns (id, status, bytes, duration_ms, seq) are left as they are:
+// a negative number is a number, not a formula.
+var csvTextColumns = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 19, 20, 21, 22, 24, 25}
+
+// WriteCSV writes every column; teams are joined with ';', hashes in hex. Every
+// text cell goes through NeutralizeCell; numbers are written as they are.
 func WriteCSV(w io.Writer, rows []Row, header bool) error {
 	cw := csv.NewWriter(w)
 	if header {
@@ -91,6 +121,9 @@ func WriteCSV(w io.Writer, rows []Row, header bool) error {
 			r.Reason, r.Source, strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.DurationMS, 'f', -1, 64),
 			r.UserAgent, r.Replica, r.ContentHash, r.ChainID, strconv.FormatInt(r.Seq, 10),
 			hex.EncodeToString(r.PrevHash), hex.EncodeToString(r.Hash),
+		}
+		for _, i := range csvTextColumns {
+			rec[i] = NeutralizeCell(rec[i])
 		}
 		if err := cw.Write(rec); err != nil {
 			return err
