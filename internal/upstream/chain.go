@@ -36,6 +36,8 @@ type Entry struct {
 	username string
 	password string
 	idle     time.Duration
+	// clientCert is the mirror's reloadable TLS client certificate, if any.
+	clientCert *clientCert
 }
 
 // Name is the mirror's URL without credentials, for logs, metrics and audit.
@@ -110,7 +112,7 @@ func NewChain(entries []Entry, cfg Config, transport http.RoundTripper, log *slo
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "modgate"
 	}
-	return &Chain{entries: entries, cfg: cfg, client: &http.Client{Transport: transport}, log: log, m: m}
+	return &Chain{entries: entries, cfg: cfg, client: &http.Client{Transport: transport, CheckRedirect: checkRedirect}, log: log, m: m}
 }
 
 // Entries returns the chain's mirrors in order.
