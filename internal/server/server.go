@@ -59,18 +59,21 @@ type Options struct {
 
 // Server is modgate's HTTP handler and the state behind it.
 type Server struct {
-	cfg        config.Config
-	log        *slog.Logger
-	reg        *prometheus.Registry
-	m          *metrics.Metrics
-	cache      *cache.Cache
-	chain      *upstream.Chain
-	sumdbs     map[string]bool
-	tls        *auth.ServerTLS // nil when serving plain HTTP
-	authn      Authenticator
-	policy     Policy
-	audit      Auditor
-	auditQuery AuditQuerier
+	cfg    config.Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	m      *metrics.Metrics
+	cache  *cache.Cache
+	chain  *upstream.Chain
+	sumdbs map[string]bool
+	// sumdbAnswers checks checksum database answers before they are cached
+	// (sumdbcheck.go); nil when sumdb.key names none of the proxied databases.
+	sumdbAnswers *verify.Answers
+	tls          *auth.ServerTLS // nil when serving plain HTTP
+	authn        Authenticator
+	policy       Policy
+	audit        Auditor
+	auditQuery   AuditQuerier
 	// published serves and records versions published into modgate (published.go).
 	published Published
 	// git serves private.routes (private.go); privatePatterns is private.patterns
@@ -156,6 +159,9 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, n := range cfg.SumDB.Names {
 		s.sumdbs[n] = true
+	}
+	if s.sumdbAnswers, err = newSumDBAnswers(cfg.SumDB.Key, s.sumdbs); err != nil {
+		return nil, err
 	}
 	s.AddReadyCheck("storage", func(ctx context.Context) (string, error) {
 		_, err := store.Stat(ctx, "readyz-probe")

@@ -67,7 +67,7 @@ func (s *Server) sumdbSpec(name, rest string) (spec cache.Spec, contentType, mod
 	spec = cache.Spec{Key: path, Fetch: s.upstreamFetch(path, 1<<20), TTL: s.cfg.SumDB.LatestTTL.D(), MaxSize: 1 << 20}
 	switch {
 	case rest == "latest":
-		return spec, "text/plain; charset=utf-8", "", nil
+		return s.sumdbCheckedFetch(spec, name, rest, "", ""), "text/plain; charset=utf-8", "", nil
 	case strings.HasPrefix(rest, "lookup/"):
 		escMod, escVer, ok := strings.Cut(strings.TrimPrefix(rest, "lookup/"), "@")
 		if !ok {
@@ -81,10 +81,12 @@ func (s *Server) sumdbSpec(name, rest string) (spec cache.Spec, contentType, mod
 			// The lookup would tell the checksum database the private path.
 			return spec, "", "", derrors.New(derrors.NotFound, "not found: %s is a private module path; private modules are not in the checksum database (set GONOSUMDB)", modPath)
 		}
-		if _, err := module.UnescapeVersion(escVer); err != nil {
+		version, err := module.UnescapeVersion(escVer)
+		if err != nil {
 			return spec, "", "", derrors.WithCause(derrors.InvalidArgument, err, "invalid version in lookup")
 		}
 		spec.Immutable = true
+		spec = s.sumdbCheckedFetch(spec, name, rest, modPath, version)
 		return spec, "text/plain; charset=utf-8", modPath, nil
 	case strings.HasPrefix(rest, "tile/"):
 		t, err := tlog.ParseTilePath(rest)
@@ -92,7 +94,7 @@ func (s *Server) sumdbSpec(name, rest string) (spec cache.Spec, contentType, mod
 			return spec, "", "", derrors.WithCause(derrors.InvalidArgument, err, "malformed checksum database tile path")
 		}
 		spec.Immutable = t.W == 1<<t.H
-		return spec, "application/octet-stream", "", nil
+		return s.sumdbCheckedFetch(spec, name, rest, "", ""), "application/octet-stream", "", nil
 	}
 	return spec, "", "", derrors.New(derrors.NotFound, "unknown checksum database path")
 }
