@@ -145,8 +145,12 @@ type state struct {
 	// versionTime: decisions depend on the version's publication time, so the
 	// caller must look it up (an .info fetch per version) before deciding.
 	versionTime bool
-	cache       *decisionCache
-	loadedAt    time.Time
+	// For list filtering (FilterVersions): the versions any deny-list entry
+	// names, and the cool-down's length.
+	namedVersions map[string]bool
+	cooldown      time.Duration
+	cache         *decisionCache
+	loadedAt      time.Time
 }
 
 // Load reads, compiles and tests the policy in dir. Unlike a reload, a failure
@@ -279,8 +283,10 @@ func (e *Engine) build(ctx context.Context) (*state, error) {
 		used:     used,
 		versionTime: used&fieldVersionTime != 0 &&
 			ws.data.Settings != nil && ws.data.Settings.Cooldown.Enabled,
-		cache:    newDecisionCache(e.opts.CacheSize),
-		loadedAt: e.opts.Now(),
+		namedVersions: ws.data.namedVersions(),
+		cooldown:      ws.data.cooldown(),
+		cache:         newDecisionCache(e.opts.CacheSize),
+		loadedAt:      e.opts.Now(),
 	}, nil
 }
 
@@ -362,33 +368,87 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	return d, nil
 }
 
+// MaxListVersions is the longest version list FilterVersions accepts. A module
+// with more versions than this is refused with a clear error rather than
+// filtered: no genuine module comes near it (the largest on the public mirror
+// have a few thousand), and an upstream sending millions is an attack on
+// modgate's memory and CPU.
+const MaxListVersions = 1 << 20
+
 // FilterVersions returns the versions, in their order, that the caller of in
 // may pull: each is decided as a zip download of that version (so the go
 // command never picks from a list a version it could not download), with
-// timeOf giving its publication time for the cool-down (nil or "" if unknown).
+// timeOf giving its publication time for the cool-down (nil or "" if unknown;
+// asked only when the cool-down is on).
 // It filters only: the server decides the list or latest request itself first,
 // with Decide, to answer 403 when the module is off-limits altogether.
-// Versions share the decision cache, so a repeated list costs a cache lookup
-// per version.
+//
+// The policy is not evaluated once per version. The versions of one list differ,
+// as far as the policy is concerned, only in the version-specific rules: whether
+// a deny-list entry names the version, and whether it is inside the cool-down.
+// So the list is split in one pass into classes — each deny-listed version on
+// its own; the others by cool-down state (unknown time, inside, past) — and the
+// policy is evaluated once per class, for its first version. A list of 400,000
+// versions costs a handful of evaluations. (A site rule that reads
+// input.version in another way must make list filtering per version itself; see
+// docs/policy.md.) Lists longer than MaxListVersions are refused.
 func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string, timeOf func(version string) string) ([]string, error) {
+	if len(versions) > MaxListVersions {
+		return nil, derrors.New(derrors.BadUpstream, "the version list of %s has %d versions, more than the %d modgate filters", in.Module, len(versions), MaxListVersions)
+	}
 	st := e.current.Load()
 	now := e.now(in.Time)
 	in.Action = ActionZip
+	type class struct {
+		named bool
+		key   string
+	}
+	verdicts := make(map[class]bool)
 	out := make([]string, 0, len(versions))
 	for _, v := range versions {
 		in.Version, in.VersionTime = v, ""
-		if timeOf != nil {
+		if timeOf != nil && st.versionTime {
 			in.VersionTime = timeOf(v)
 		}
-		verdict, _, err := e.decide(ctx, st, &in, now)
-		if err != nil {
-			return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)
+		c := class{key: st.cooldownClass(in.VersionTime, now)}
+		if st.namedVersions[v] {
+			c = class{named: true, key: v + " " + c.key}
 		}
-		if verdict.allow {
+		allow, ok := verdicts[c]
+		if !ok {
+			verdict, _, err := e.decide(ctx, st, &in, now)
+			if err != nil {
+				return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)
+			}
+			allow = verdict.allow
+			verdicts[c] = allow
+		}
+		if allow {
 			out = append(out, v)
 		}
 	}
 	return out, nil
+}
+
+// cooldownClass says where a version published at t (RFC 3339, "" if unknown)
+// stands against the cool-down at now: "" when the cool-down is off, "unknown",
+// "inside" or "past". A time that does not parse is a class of its own, for the
+// policy to judge.
+func (st *state) cooldownClass(t string, now time.Time) string {
+	if !st.versionTime {
+		return ""
+	}
+	if t == "" {
+		return "unknown"
+	}
+	published, err := time.Parse(time.RFC3339Nano, t)
+	if err != nil {
+		return "unparsed " + t
+	}
+	if now.Before(published.Add(st.cooldown)) {
+		return "inside"
+	}
+	return "past"
 }
 
 func (e *Engine) now(t time.Time) time.Time {
