@@ -404,13 +404,17 @@ func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string
 		key   string
 	}
 	verdicts := make(map[class]bool)
+	// The cool-down's edge as a string: the usual times ("2006-01-02T15:04:05Z",
+	// UTC, whole seconds, as the go command and proxies write them) compare as
+	// strings, sparing a time.Parse per version.
+	edge := now.Add(-st.cooldown).Format(time.RFC3339)
 	out := make([]string, 0, len(versions))
 	for _, v := range versions {
 		in.Version, in.VersionTime = v, ""
 		if timeOf != nil && st.versionTime {
 			in.VersionTime = timeOf(v)
 		}
-		c := class{key: st.cooldownClass(in.VersionTime, now)}
+		c := class{key: st.cooldownClass(in.VersionTime, now, edge)}
 		if st.namedVersions[v] {
 			c = class{named: true, key: v + " " + c.key}
 		}
@@ -431,15 +435,25 @@ func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string
 }
 
 // cooldownClass says where a version published at t (RFC 3339, "" if unknown)
-// stands against the cool-down at now: "" when the cool-down is off, "unknown",
+// stands against the cool-down at now (edge is now minus the cool-down, in
+// RFC 3339): "" when the cool-down is off, "unknown",
 // "inside" or "past". A time that does not parse is a class of its own, for the
 // policy to judge.
-func (st *state) cooldownClass(t string, now time.Time) string {
+func (st *state) cooldownClass(t string, now time.Time, edge string) string {
 	if !st.versionTime {
 		return ""
 	}
 	if t == "" {
 		return "unknown"
+	}
+	if len(t) == len(edge) && t[len(t)-1] == 'Z' && edge[len(edge)-1] == 'Z' {
+		if t > edge { // published after now-cooldown: inside
+			return "inside"
+		}
+		if t < edge {
+			return "past"
+		}
+		// Equal to the second: fall through to the exact comparison.
 	}
 	published, err := time.Parse(time.RFC3339Nano, t)
 	if err != nil {
