@@ -93,6 +93,7 @@ func openTokenStore(ctx context.Context, dbURL string) (*tokens.Store, func(), e
 	}
 	pool, err := database.Open(ctx, dbURL)
 	if err != nil {
+		database.MarkUnavailable(&err, "cannot administer API tokens now")
 		return nil, nil, err
 	}
 	s, err := tokens.NewStore(pool, tokens.Config{})

@@ -83,7 +83,8 @@ var csvHeader = []string{
 // with a single quote gets one more, so that removing exactly one leading quote
 // from a cell that has one (UnneutralizeCell) gives back the original text.
 // Every CSV export — the audit API, the console's events.csv and
-// `modgate audit query --format csv` — writes its cells through this function.
+// `modgate audit query --format csv`, and the exposure exports — writes its
+// cells through this function (writeCSVRecords).
 func NeutralizeCell(s string) string {
 	if s == "" {
 		return s
@@ -98,32 +99,38 @@ func NeutralizeCell(s string) string {
 // UnneutralizeCell undoes NeutralizeCell: it removes one leading single quote.
 func UnneutralizeCell(s string) string { return strings.TrimPrefix(s, "'") }
 
-// csvTextColumns are the indexes in csvHeader of the columns holding text that
-// may come from a client or an operator (subject, user agent, reason, module...).
-// The numeric columns (id, status, bytes, duration_ms, seq) are left as they are:
-// a negative number is a number, not a formula.
-var csvTextColumns = []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 16, 19, 20, 21, 22, 24, 25}
-
-// WriteCSV writes every column; teams are joined with ';', hashes in hex. Every
-// text cell goes through NeutralizeCell; numbers are written as they are.
+// WriteCSV writes every column; teams are joined with ';', hashes in hex.
 func WriteCSV(w io.Writer, rows []Row, header bool) error {
-	cw := csv.NewWriter(w)
-	if header {
-		if err := cw.Write(csvHeader); err != nil {
-			return err
-		}
-	}
+	records := make([][]string, 0, len(rows))
 	for _, r := range rows {
-		rec := []string{
+		records = append(records, []string{
 			strconv.FormatInt(r.ID, 10), r.EventID, r.Time.Format(time.RFC3339Nano), r.RequestID, r.DecisionID,
 			r.Subject, strings.Join(r.Teams, ";"), r.AuthMethod, r.ClientAddr, r.CertFingerprint,
 			string(r.Action), r.Module, r.Version, string(r.Outcome), strconv.Itoa(r.Status),
 			r.Reason, r.Source, strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.DurationMS, 'f', -1, 64),
 			r.UserAgent, r.Replica, r.ContentHash, r.ChainID, strconv.FormatInt(r.Seq, 10),
 			hex.EncodeToString(r.PrevHash), hex.EncodeToString(r.Hash),
+		})
+	}
+	return writeCSVRecords(w, csvHeader, records, header)
+}
+
+// writeCSVRecords is the one CSV writer of every audit export (events,
+// exposures), so what one export does to its cells every export does.
+func writeCSVRecords(w io.Writer, header []string, records [][]string, writeHeader bool) error {
+	cw := csv.NewWriter(w)
+	if writeHeader {
+		if err := cw.Write(header); err != nil {
+			return err
 		}
-		for _, i := range csvTextColumns {
-			rec[i] = NeutralizeCell(rec[i])
+	}
+	for _, rec := range records {
+		for i, c := range rec {
+			// Numbers (ids, statuses, sizes, durations) are data, even negative
+			// ones; every other cell is neutralised.
+			if _, err := strconv.ParseFloat(c, 64); err != nil {
+				rec[i] = NeutralizeCell(c)
+			}
 		}
 		if err := cw.Write(rec); err != nil {
 			return err
