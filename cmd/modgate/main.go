@@ -29,6 +29,7 @@ var commands = map[string]command{
 	"migrate": {runMigrate, "apply or show database migrations (migrate up|status)"},
 	"publish": {runPublish, "publish a private module version from a directory"},
 	"policy":  {runPolicy, "check, test and explain the Rego policy (policy check|test|explain)"},
+	"private": {runPrivate, "check the private version ledger and the stored copies it pins (private verify)"},
 	"serve":   {runServe, "run the proxy server"},
 	"sync":    {runSync, "pre-warm the cache from go.sum files or module lists, through a running modgate"},
 	"token":   {runToken, "create, list and revoke API tokens (token create|list|revoke)"},

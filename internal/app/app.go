@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
-	vdb, err := a.newVulnDB()
+	vdb, err := a.newVulnDB(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +161,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		AuditQuery:    a.auditQuery(),
 		Published:     published,
 		AuditAffected: a.affected(vdb),
+	}
+	if a.pool != nil {
+		// The private version ledger: every private .mod and .zip is pinned
+		// the first time it is served, and never changes after.
+		sopts.Ledger = NewLedger(a.pool, log)
 	}
 	if cfg.Console.Enabled {
 		sopts.Console = func(c *Core) (http.Handler, error) { return a.console(reg, engine, auditor, c, a.affected(vdb)) }

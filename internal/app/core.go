@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modgate/modgate/internal/auth"
@@ -18,6 +19,7 @@ import (
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/gate"
 	"github.com/modgate/modgate/internal/gitsource"
+	"github.com/modgate/modgate/internal/ledger"
 	"github.com/modgate/modgate/internal/login"
 	"github.com/modgate/modgate/internal/metrics"
 	"github.com/modgate/modgate/internal/route"
@@ -140,6 +142,9 @@ func Build(opts ServerOptions) (*Core, error) {
 		PrivateRefresh: cfg.Private.Refresh.D(),
 		SumDBLatestTTL: cfg.SumDB.LatestTTL.D(),
 		SumDBAnswers:   answers,
+		// One counter for integrity failures, public (checksum database) and
+		// private (ledger).
+		OnIntegrityFailure: m.IntegrityFailures.Inc,
 	}, log)
 	if cfg.SumDB.Verify {
 		// The verifier's remote reads go through the same cache entries as the
@@ -317,4 +322,29 @@ func fetchResult(err error) string {
 		return "timeout"
 	}
 	return "rejected_or_unreachable"
+}
+
+// ledgerPins adapts the private version ledger to what the sources need.
+type ledgerPins struct{ l *ledger.Ledger }
+
+func (p ledgerPins) Pin(ctx context.Context, module, version, file, h1, source string) error {
+	_, err := p.l.Pin(ctx, module, version, file, h1, source)
+	return err
+}
+
+func (p ledgerPins) Recorded(ctx context.Context, module, version string) ([]source.Pinned, error) {
+	entries, err := p.l.Lookup(ctx, module, version)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]source.Pinned, len(entries))
+	for i, e := range entries {
+		out[i] = source.Pinned{File: e.File, Hash: e.Hash, Source: e.Source}
+	}
+	return out, nil
+}
+
+// NewLedger returns the private version ledger over pool, as the sources use it.
+func NewLedger(pool *pgxpool.Pool, log *slog.Logger) source.Ledger {
+	return ledgerPins{ledger.New(pool, ledger.WithLogger(log))}
 }

@@ -26,8 +26,13 @@ var (
 	TooLarge         = errors.New("too large")             // 413
 	RateLimited      = errors.New("too many requests")     // 429
 	BadUpstream      = errors.New("bad upstream response") // 502
-	Unavailable      = errors.New("unavailable")           // 503
-	UpstreamTimeout  = errors.New("upstream timeout")      // 504
+	// Integrity: a source offered bytes for a version that differ from the ones
+	// already recorded for it (a moved git tag, a force-push). 502 like any other
+	// bad answer from behind the proxy: the client did nothing wrong, and a 4xx
+	// would make the go command treat the version as absent and try elsewhere.
+	Integrity       = errors.New("integrity failure") // 502
+	Unavailable     = errors.New("unavailable")       // 503
+	UpstreamTimeout = errors.New("upstream timeout")  // 504
 )
 
 var statuses = []struct {
@@ -44,6 +49,7 @@ var statuses = []struct {
 	{TooLarge, http.StatusRequestEntityTooLarge},
 	{RateLimited, http.StatusTooManyRequests},
 	{BadUpstream, http.StatusBadGateway},
+	{Integrity, http.StatusBadGateway},
 	{Unavailable, http.StatusServiceUnavailable},
 	{UpstreamTimeout, http.StatusGatewayTimeout},
 }

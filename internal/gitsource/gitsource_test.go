@@ -370,3 +370,68 @@ func TestSSH(t *testing.T) {
 		})
 	}
 }
+
+// TestDeclaredPathMustMatch: against a git server that resolves repository paths
+// case-insensitively (as hosting services do), a case variant of a module path
+// reaches the real module's repository; every answer for the variant is refused
+// with one line, and the zip writer gets no byte.
+func TestDeclaredPathMustMatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := gittest.NewServer(t, gittest.CaseInsensitive())
+	ledger := srv.NewRepo(t, "payments/ledger.git")
+	ledger.Commit("v1", map[string]string{"go.mod": "module corp.example/payments/ledger\n", "l.go": "package ledger\n"})
+	ledger.Tag("v1.0.0")
+	untagged := srv.NewRepo(t, "payments/untagged.git")
+	untagged.Commit("first", map[string]string{"go.mod": "module corp.example/payments/untagged\n", "u.go": "package untagged\n"})
+	s, err := New(Options{Dir: t.TempDir(), Refresh: time.Minute, Timeout: time.Minute, Routes: []Route{{
+		Pattern: "corp.example", Repo: srv.URL + "/{path}.git", RootDepth: 3,
+		Auth: Auth{Username: gittest.User, Password: gittest.Password},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The declared path itself is served.
+	good := mustModule(t, s, "corp.example/payments/ledger")
+	if vs, err := good.Versions(ctx); err != nil || !slices.Equal(vs, []string{"v1.0.0"}) {
+		t.Fatalf("Versions of the declared path = %q, %v", vs, err)
+	}
+	if err := good.Zip(ctx, io.Discard, "v1.0.0"); err != nil {
+		t.Fatalf("Zip of the declared path: %v", err)
+	}
+
+	wantMsg := "corp.example/Payments/ledger@v1.0.0: go.mod declares module path corp.example/payments/ledger, not corp.example/Payments/ledger: refusing a module that does not declare exactly the requested path"
+	bad := mustModule(t, s, "corp.example/Payments/ledger")
+	var zipped bytes.Buffer
+	calls := map[string]func() error{
+		"list":   func() error { _, err := bad.Versions(ctx); return err },
+		"latest": func() error { _, err := bad.Latest(ctx); return err },
+		"info":   func() error { _, err := bad.Stat(ctx, "v1.0.0"); return err },
+		"query":  func() error { _, err := bad.Stat(ctx, "main"); return err },
+		"mod":    func() error { _, err := bad.GoMod(ctx, "v1.0.0"); return err },
+		"zip":    func() error { return bad.Zip(ctx, &zipped, "v1.0.0") },
+	}
+	for name, call := range calls {
+		err := call()
+		if !errors.Is(err, derrors.NotFound) || !errors.Is(err, errDeclaredPath) {
+			t.Errorf("%s: err = %v, want a declared-path refusal (404)", name, err)
+			continue
+		}
+		// (main is the tagged commit: the query resolves to v1.0.0.)
+		if msg := derrors.PublicMessage(err); msg != wantMsg {
+			t.Errorf("%s: message\n got %q\nwant %q", name, msg, wantMsg)
+		}
+	}
+	if zipped.Len() != 0 {
+		t.Errorf("Zip of the variant wrote %d bytes", zipped.Len())
+	}
+
+	// Untagged: @latest is the default branch's pseudo-version, refused too.
+	if _, err := mustModule(t, s, "corp.example/payments/untagged").Latest(ctx); err != nil {
+		t.Fatalf("Latest of the untagged declared path: %v", err)
+	}
+	if _, err := mustModule(t, s, "corp.example/PAYMENTS/untagged").Latest(ctx); !errors.Is(err, errDeclaredPath) {
+		t.Errorf("Latest of an untagged variant: %v, want a declared-path refusal", err)
+	}
+}

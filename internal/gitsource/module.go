@@ -73,6 +73,35 @@ func (r *Module) invalidVersion(v string, format string, args ...any) error {
 	return derrors.WithCause(derrors.NotFound, err, "%s", err.Error())
 }
 
+// errDeclaredPath is the cause of a refusal of a module whose go.mod declares
+// another module path than the one requested.
+var errDeclaredPath = errors.New("gitsource: go.mod declares another module path")
+
+// declaredPathError refuses a module whose go.mod declares another path than the
+// one requested. The go command treats paths differing only by case as different
+// modules, but git hosts resolve them to one repository: without this check
+// corp.example/Payments/ledger would serve corp.example/payments/ledger's code
+// under a path no owner or deny-list entry was written for. (The go command makes
+// the same check, "module declares its path as", but only after it has the
+// bytes.) 404, not 403: no policy refused anything — the requested module does
+// not exist, the repository holds another one — and 404 is what the protocol
+// answers for every other version that breaks the module rules.
+func (r *Module) declaredPathError(version, declared string) error {
+	return derrors.WithCause(derrors.NotFound, errDeclaredPath,
+		"%s@%s: go.mod declares module path %s, not %s: refusing a module that does not declare exactly the requested path",
+		r.modPath, version, declared, r.modPath)
+}
+
+// checkDeclaredPath runs findDir's checks on version and returns only a
+// declared-path refusal: .info and list answer for versions whose go.mod they
+// otherwise do not read, and must not vouch for a module that is not there.
+func (r *Module) checkDeclaredPath(ctx context.Context, version string) error {
+	if _, _, _, err := r.findDir(ctx, version); errors.Is(err, errDeclaredPath) {
+		return err
+	}
+	return nil
+}
+
 func unknownRevision(rev string) error {
 	return derrors.New(derrors.NotFound, "unknown revision %s", rev)
 }
@@ -107,11 +136,21 @@ func (r *Module) resolve(ctx context.Context, rev string, fresh bool) (*revInfo,
 // Versions lists the module's tagged versions, as `go list -m -versions` shows
 // them: semver tags (prefixed with the module's directory for modules in a
 // subdirectory) of the module's major version, plus +incompatible ones.
+//
+// A module whose newest version's go.mod declares another path is refused
+// (declaredPathError).
 func (r *Module) Versions(ctx context.Context) ([]string, error) {
 	if err := r.sync(ctx, true); err != nil {
 		return nil, err
 	}
-	return r.versions(ctx)
+	list, err := r.versions(ctx)
+	if err != nil || len(list) == 0 {
+		return list, err
+	}
+	if err := r.checkDeclaredPath(ctx, list[len(list)-1]); err != nil {
+		return nil, err
+	}
+	return list, nil
 }
 
 func (r *Module) versions(ctx context.Context) ([]string, error) {
@@ -229,7 +268,14 @@ func (r *Module) Latest(ctx context.Context) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.convert(ctx, info, "")
+	latest, err := r.convert(ctx, info, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkDeclaredPath(ctx, latest.Version); err != nil {
+		return nil, err
+	}
+	return latest, nil
 }
 
 // Stat answers .info for a canonical version or a query: a branch, a tag, a
@@ -246,7 +292,14 @@ func (r *Module) Stat(ctx context.Context, rev string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.convert(ctx, info, rev)
+	v, err := r.convert(ctx, info, rev)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.checkDeclaredPath(ctx, v.Version); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // revToRev maps a version to the git revision it names: the tag (with the
@@ -574,6 +627,9 @@ func (r *Module) findDir(ctx context.Context, version string) (hash, dir string,
 			return "", "", nil, r.invalidVersion(version, "%s/%s and ...%s/go.mod both have ...%s module paths at revision %s", r.pathPrefix, file1, r.pathMajor, r.pathMajor, rev)
 		}
 		if found2 {
+			if mpath2 != r.modPath {
+				return "", "", nil, r.declaredPathError(version, mpath2)
+			}
 			return hash, dir2, gomod2, nil
 		}
 		if err2 == nil {
@@ -584,6 +640,9 @@ func (r *Module) findDir(ctx context.Context, version string) (hash, dir string,
 		}
 	}
 	if found1 {
+		if mpath1 != r.modPath {
+			return "", "", nil, r.declaredPathError(version, mpath1)
+		}
 		return hash, r.codeDir, gomod1, nil
 	}
 	if err1 == nil {

@@ -207,10 +207,11 @@ func (d *Data) normalize() error {
 		bad("settings.cooldown.hours: %d is negative", s.Cooldown.Hours)
 	}
 	s.Cooldown.Exempt = nonNil(s.Cooldown.Exempt)
-	for _, p := range s.Cooldown.Exempt {
+	for i, p := range s.Cooldown.Exempt {
 		if err := checkPrefix(p); err != nil {
 			bad("settings.cooldown.exempt: %v", err)
 		}
+		s.Cooldown.Exempt[i] = FoldPath(p)
 	}
 
 	s.Vulnerabilities.Exempt = nonNilSlice(s.Vulnerabilities.Exempt)
@@ -225,6 +226,8 @@ func (d *Data) normalize() error {
 			if err := checkPrefix(x.Module); err != nil {
 				bad("settings.vulnerabilities.exempt[%d].module: %v", i, err)
 			}
+			// Matched against input.path_prefixes, which are folded (FoldPath).
+			s.Vulnerabilities.Exempt[i].Module = FoldPath(x.Module)
 		}
 		if x.Team != "" {
 			if err := checkTeam(x.Team); err != nil {
@@ -259,6 +262,16 @@ func (d *Data) normalize() error {
 				bad("members[%q]: %v", subject, err)
 			}
 		}
+	}
+	// Module path prefixes are matched case-insensitively (see FoldPath): the
+	// keys are folded here and input.path_prefixes is folded by the engine. Two
+	// keys that differ only by case are an error: which one wins would be luck.
+	var err error
+	if d.Owners, err = foldKeys("owners", d.Owners); err != nil {
+		bad("%v", err)
+	}
+	if d.Denylist, err = foldKeys("denylist", d.Denylist); err != nil {
+		bad("%v", err)
 	}
 	for _, p := range sortedKeys(d.Owners) {
 		o := d.Owners[p]
@@ -300,6 +313,24 @@ func (d *Data) normalize() error {
 		d.Denylist[p] = e
 	}
 	return errors.Join(errs...)
+}
+
+// foldKeys returns m keyed by FoldPath of its keys, or an error naming keys
+// that differ only by case.
+func foldKeys[V any](section string, m map[string]V) (map[string]V, error) {
+	out := make(map[string]V, len(m))
+	from := make(map[string]string, len(m))
+	var errs []error
+	for _, k := range sortedKeys(m) {
+		f := FoldPath(k)
+		if prev, dup := from[f]; dup {
+			errs = append(errs, fmt.Errorf("%s: %q and %q differ only by case; module paths are matched case-insensitively, keep one", section, prev, k))
+			continue
+		}
+		from[f] = k
+		out[f] = m[k]
+	}
+	return out, errors.Join(errs...)
 }
 
 // document returns d as Rego sees it: plain JSON values.

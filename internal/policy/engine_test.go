@@ -411,6 +411,9 @@ func TestPathPrefixes(t *testing.T) {
 		"a.com":             {"a.com"},
 		"a.com/b/c":         {"a.com", "a.com/b", "a.com/b/c"},
 		"corp.example/x/v2": {"corp.example", "corp.example/x", "corp.example/x/v2"},
+		// Folded: policy matches module paths case-insensitively.
+		"github.com/Sirupsen/logrus": {"github.com", "github.com/sirupsen", "github.com/sirupsen/logrus"},
+		"CORP.example/Ä/X":           {"corp.example", "corp.example/Ä", "corp.example/Ä/x"},
 	}
 	for in, want := range tests {
 		if got := pathPrefixes(in); !slices.Equal(got, want) {

@@ -68,7 +68,7 @@ const (
 
 // Input is the question asked of the policy. Its JSON form is the Rego input
 // document (docs/policy.md), plus two fields the engine derives: verb (from
-// Action) and path_prefixes (from Module).
+// Action) and path_prefixes (from Module, lower-cased: see pathPrefixes).
 type Input struct {
 	Subject string          `json:"subject"`
 	Teams   []string        `json:"teams"` // a set: order does not matter
@@ -135,13 +135,22 @@ func (in *Input) validate() error {
 }
 
 // pathPrefixes returns the module path's prefixes at element boundaries,
-// shortest first: "a.com/b/c" → "a.com", "a.com/b", "a.com/b/c". The policy
-// looks each up in its prefix-keyed data, so ownership is O(depth) lookups
-// instead of a scan over every owned prefix.
+// shortest first, in lower case: "a.com/B/c" → "a.com", "a.com/b", "a.com/b/c".
+// The policy looks each up in its prefix-keyed data, so ownership is O(depth)
+// lookups instead of a scan over every owned prefix.
+//
+// Lower case because module identity for policy is case-insensitive: the data's
+// keys are lower-cased when loaded (Data.normalize), so "github.com/sirupsen/logrus"
+// in the deny list also covers github.com/Sirupsen/logrus, which the go command
+// and the checksum database treat as a different module (the protocol escapes it
+// as github.com/!sirupsen/logrus) but which hosting services, and people, resolve
+// to the same repository. Without this, a case variant walks around ownership and
+// the deny list.
 func pathPrefixes(m string) []string {
 	if m == "" {
 		return nil
 	}
+	m = FoldPath(m)
 	n := strings.Count(m, "/") + 1
 	out := make([]string, 0, n)
 	for i := 0; i < len(m); i++ {
@@ -150,6 +159,25 @@ func pathPrefixes(m string) []string {
 		}
 	}
 	return append(out, m)
+}
+
+// FoldPath is the form of a module path or path prefix that policy data is keyed
+// by: ASCII letters lower-cased. Module paths are ASCII (module.CheckPath), and
+// upper-case ASCII is exactly what the GOPROXY protocol's case encoding ("!x")
+// distinguishes, so this folds every protocol-level case variant together.
+func FoldPath(p string) string {
+	for i := 0; i < len(p); i++ {
+		if 'A' <= p[i] && p[i] <= 'Z' {
+			b := []byte(p)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return p
 }
 
 // inputField identifies the input fields a policy may read; the engine builds

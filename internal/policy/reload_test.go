@@ -82,6 +82,8 @@ func TestReloadRejectsBadPolicy(t *testing.T) {
 		{"fail/data-unknown-key", "owners.yaml", "owners:\n  corp.example/x:\n    team: x\n    shared-with: [y]\n", "shared-with"},
 		{"fail/data-missing-team", "owners.yaml", "owners:\n  corp.example/x:\n    shared_with: [y]\n", "team is missing"},
 		{"fail/data-duplicate-entry", "zz-more.yaml", "owners:\n  corp.example/payments: {team: web}\n", "already defined in owners.yaml"},
+		{"fail/data-owner-case-duplicate", "zz-more.yaml", "owners:\n  corp.example/Payments: {team: web}\n", `"corp.example/Payments" and "corp.example/payments" differ only by case`},
+		{"fail/data-denylist-case-duplicate", "denylist.yaml", "denylist:\n  github.com/sirupsen/logrus: {reason: a}\n  github.com/Sirupsen/logrus: {reason: b}\n", "differ only by case"},
 		{"fail/data-bad-version", "denylist.yaml", "denylist:\n  example.com/x: {reason: bad, versions: [1.0]}\n", "not a canonical semantic version"},
 		{"fail/data-yaml-syntax", "members.yaml", "members: [\n", "members.yaml"},
 	}

@@ -9,10 +9,10 @@ import (
 	"slices"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/dirhash"
 
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/goproxy"
+	"github.com/modgate/modgate/internal/ledger"
 	"github.com/modgate/modgate/internal/route"
 )
 
@@ -35,15 +35,13 @@ type Pinned struct {
 
 // HashZip returns the h1: hash of a module zip, as go.sum records it.
 func HashZip(f *os.File, size int64) (string, error) {
-	return dirhash.HashZip(f.Name(), dirhash.Hash1)
+	return ledger.HashZip(f, size)
 }
 
 // HashMod returns the h1: hash of a go.mod file, as go.sum records it for
 // "module version/go.mod": dirhash.Hash1 over a single file named go.mod.
 func HashMod(r io.Reader) (string, error) {
-	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
-		return io.NopCloser(r), nil
-	})
+	return ledger.HashMod(r)
 }
 
 // Publishable refuses (derrors.Conflict, 409, naming the recorded source) a
@@ -69,6 +67,11 @@ func (s *Sources) Publishable(ctx context.Context, rt route.Route, modulePath, v
 		return err
 	}
 	for _, p := range recorded {
+		if p.Source == "published" {
+			// Published against published: the registry arbitrates (identical
+			// bytes are an idempotent success, others its own 409).
+			continue
+		}
 		want := zipHash
 		if p.File == "mod" {
 			want = modHash
@@ -86,10 +89,15 @@ func (s *Sources) PinPublished(ctx context.Context, modulePath, version, modHash
 	if s.ledger == nil {
 		return nil
 	}
-	if err := s.ledger.Pin(ctx, modulePath, version, "mod", modHash, "published"); err != nil {
-		return err
+	for _, p := range [][2]string{{ledger.Mod, modHash}, {ledger.Zip, zipHash}} {
+		if err := s.ledger.Pin(ctx, modulePath, version, p[0], p[1], "published"); err != nil {
+			if m, ok := ledger.AsMismatch(err); ok {
+				return m.Conflict() // the publisher's mistake: 409, not 502
+			}
+			return err
+		}
 	}
-	return s.ledger.Pin(ctx, modulePath, version, "zip", zipHash, "published")
+	return nil
 }
 
 // Hashes returns the h1: hashes of modulePath@version's go.mod and zip and the

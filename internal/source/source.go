@@ -13,6 +13,7 @@ package source
 import (
 	"archive/zip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -119,5 +120,5 @@ func both(a, b func(*os.File, int64) error) func(*os.File, int64) error {
 // IsIntegrityFailure reports whether err is an integrity failure: bytes that
 // contradict the checksum database (public) or the ledger (private).
 func IsIntegrityFailure(err error) bool {
-	return err != nil && verify.IsIntegrityFailure(err)
+	return err != nil && (verify.IsIntegrityFailure(err) || errors.Is(err, derrors.Integrity))
 }

@@ -34,6 +34,9 @@ type Config struct {
 	// SumDBAnswers, when set, checks the answers of that checksum database
 	// before they are cached (sumdbcheck.go).
 	SumDBAnswers *verify.Answers
+	// OnIntegrityFailure, when set, is called for every private object refused
+	// because the ledger recorded other bytes for its version (for metrics).
+	OnIntegrityFailure func()
 }
 
 // Sources answers GOPROXY requests for every route through the cache: public
@@ -170,7 +173,14 @@ func (s *Sources) pin(mod, version, file, from string, f *os.File, size int64) e
 	// once per fill, never on a cache hit.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return s.ledger.Pin(ctx, mod, version, file, h1, from)
+	err = s.ledger.Pin(ctx, mod, version, file, h1, from)
+	if err != nil && errors.Is(err, derrors.Integrity) {
+		s.log.Warn("source: refusing changed bytes of a private version", "module", mod, "version", version, "file", file, "source", from, "error", err)
+		if s.cfg.OnIntegrityFailure != nil {
+			s.cfg.OnIntegrityFailure()
+		}
+	}
+	return err
 }
 
 // Versions returns the module's versions on route rt: for a public module the

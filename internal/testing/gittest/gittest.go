@@ -31,19 +31,32 @@ type Server struct {
 	URL  string // http://127.0.0.1:port, no trailing slash
 	Root string // GIT_PROJECT_ROOT: one directory per repository
 
+	caseInsensitive bool
+
 	mu       sync.Mutex
 	requests []string // "METHOD /path?query status"
 	down     bool
 }
 
+// Option configures a Server.
+type Option func(*Server)
+
+// CaseInsensitive makes the server resolve repository paths case-insensitively,
+// as the common hosting services do for owner and repository names:
+// /Payments/Ledger.git serves the repository created as payments/ledger.git.
+func CaseInsensitive() Option { return func(s *Server) { s.caseInsensitive = true } }
+
 // NewServer starts a git server; it stops at test cleanup.
-func NewServer(t testing.TB) *Server {
+func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	git, err := exec.LookPath("git")
 	if err != nil {
 		t.Fatalf("gittest: git not found: %v", err)
 	}
 	s := &Server{Root: t.TempDir()}
+	for _, o := range opts {
+		o(s)
+	}
 	backend := &cgi.Handler{
 		Path: git,
 		Args: []string{"http-backend"},
@@ -73,11 +86,52 @@ func NewServer(t testing.TB) *Server {
 			http.Error(rec, "authentication required", http.StatusUnauthorized)
 			return
 		}
+		if s.caseInsensitive {
+			r.URL.Path = s.resolveCase(r.URL.Path)
+		}
 		backend.ServeHTTP(rec, r)
 	}))
 	t.Cleanup(ts.Close)
 	s.URL = ts.URL
 	return s
+}
+
+// resolveCase maps the repository part of a request path to the directory that
+// matches it case-insensitively, element by element, leaving the git protocol
+// part (info/refs, git-upload-pack) as it is. Paths that match nothing are left
+// alone, for http-backend to answer 404.
+func (s *Server) resolveCase(p string) string {
+	elems := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	dir := s.Root
+	for i, e := range elems {
+		if isRepo(dir) {
+			break
+		}
+		if _, err := os.Stat(filepath.Join(dir, e)); err != nil {
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				return p
+			}
+			for _, de := range entries {
+				if de.IsDir() && strings.EqualFold(de.Name(), e) {
+					elems[i] = de.Name()
+					break
+				}
+			}
+		}
+		dir = filepath.Join(dir, elems[i])
+	}
+	return "/" + strings.Join(elems, "/")
+}
+
+// isRepo reports whether dir is a git repository (a work tree or a bare one).
+func isRepo(dir string) bool {
+	for _, f := range []string{".git", "HEAD"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 type statusRecorder struct {

@@ -2,6 +2,7 @@ package gittest_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,4 +37,28 @@ func TestDirectGoCommand(t *testing.T) {
 		t.Fatal("the git server saw no request")
 	}
 	t.Logf("requests: %q", reqs)
+}
+
+// A CaseInsensitive server serves a repository under any case variant of its
+// path, as hosting services do; a default server does not.
+func TestCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	for _, insensitive := range []bool{false, true} {
+		var opts []gittest.Option
+		if insensitive {
+			opts = append(opts, gittest.CaseInsensitive())
+		}
+		srv := gittest.NewServer(t, opts...)
+		repo := srv.NewRepo(t, "payments/ledger.git")
+		head := repo.Commit("first", map[string]string{"go.mod": "module corp.example/payments/ledger\n"})
+		for _, name := range []string{"payments/ledger.git", "Payments/ledger.git", "PAYMENTS/Ledger.GIT"} {
+			cmd := exec.Command("git", "ls-remote", srv.AuthURL()+"/"+name, "HEAD")
+			cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0")
+			out, err := cmd.CombinedOutput()
+			found := err == nil && strings.HasPrefix(string(out), head)
+			if want := insensitive || name == "payments/ledger.git"; found != want {
+				t.Errorf("insensitive=%v: ls-remote %s: found=%v, want %v (%v: %s)", insensitive, name, found, want, err, out)
+			}
+		}
+	}
 }
