@@ -687,7 +687,6 @@ func removeSpares(dir string) {
 	}
 }
 
-
 // breakSpool abandons the active segment after a failed write. The segment is cut
 // back to its last durable length so a half-written batch that was refused never
 // reappears on replay; the shipper reads it only up to that length anyway.
