@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -201,7 +200,7 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 	if err != nil {
 		return nil, fmt.Errorf("opening spool lock: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockSpool(lock); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("spool %s is in use by another writer: %w", cfg.SpoolDir, err)
 	}
@@ -684,15 +683,6 @@ func removeSpares(dir string) {
 	if matches, err := filepath.Glob(filepath.Join(dir, "segment-*"+spareSuffix)); err == nil {
 		for _, m := range matches {
 			os.Remove(m)
-		}
-	}
-}
-
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
 		}
 	}
 }
