@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -138,12 +139,14 @@ tests, so a work in progress can be asked) and prints the decision and every
 reason. Example:
   modgate policy explain --subject alice --team payments --action zip \
       --module corp.example/secret/x --version v1.0.0 --route private`, stderr)
-	var teams, scopes stringList
+	var teams, scopes, advisories, licenses stringList
+	fs.Var(&advisories, "advisory", "an advisory affecting the version, ID[:FIXED] (e.g. GO-2024-1234:v1.2.4; repeatable): input.advisories")
+	fs.Var(&licenses, "license", "an SPDX license id found in the version's zip (repeatable, or comma-separated): input.licenses")
 	subject := fs.String("subject", "", "the caller's subject (empty with --method anonymous)")
 	fs.Var(&teams, "team", "a team of the caller (repeatable, or comma-separated)")
 	fs.Var(&scopes, "scope", "an API-token scope (repeatable); none means unrestricted")
 	method := fs.String("method", string(identity.MethodOIDC), "how the caller authenticated: mtls, oidc, token or anonymous")
-	action := fs.String("action", "zip", "list, info, mod, zip, latest, sumdb, publish, delete, audit.read or admin")
+	action := fs.String("action", "zip", "list, info, mod, zip, latest, sumdb, vulndb, publish, delete, audit.read or admin")
 	module := fs.String("module", "", "the module path")
 	version := fs.String("version", "", "the version (empty for list and latest)")
 	versionTime := fs.String("version-time", "", "the version's publication time, RFC 3339 (for the cool-down)")
@@ -165,6 +168,12 @@ reason. Example:
 		VersionTime: *versionTime,
 		Route:       policy.Route(*route),
 		ClientAddr:  *clientAddr,
+		Licenses:    slices.Sorted(slices.Values(licenses)),
+		Advisories:  []policy.Advisory{},
+	}
+	for _, a := range advisories {
+		id, fixed, _ := strings.Cut(a, ":")
+		in.Advisories = append(in.Advisories, policy.Advisory{ID: id, Aliases: []string{}, Fixed: fixed})
 	}
 	if *at != "" {
 		t, err := time.Parse(time.RFC3339, *at)

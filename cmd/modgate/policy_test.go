@@ -82,3 +82,40 @@ func TestRunPolicy(t *testing.T) {
 		})
 	}
 }
+
+// `policy explain` takes the supply-chain inputs, so the security team can ask
+// what the vulnerability and license rules would answer before switching them on.
+func TestPolicyExplainSupplyChain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, name := range []string{"authz.rego", "supplychain.rego", "owners.yaml", "members.yaml", "denylist.yaml"} {
+		b, err := os.ReadFile(filepath.Join(shippedPolicy, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settings := "settings:\n  vulnerabilities: {enabled: true}\n  licenses: {enabled: true, deny: {web: [AGPL-3.0]}}\n"
+	if err := os.WriteFile(filepath.Join(dir, "settings.yaml"), []byte(settings), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--advisory", "GO-2024-1234:v1.2.4"}, "the go command would print: github.com/x/m@v1.2.3 is affected by GO-2024-1234: fixed in v1.2.4"},
+		{[]string{"--license", "MIT,AGPL-3.0"}, "it is licensed under AGPL-3.0, which team web may not use"},
+		{nil, "ALLOW"},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"explain", "--dir", dir, "--subject", "bob", "--team", "web", "--module", "github.com/x/m", "--version", "v1.2.3"}, tt.args...)
+		if err := runPolicy(context.Background(), args, &stdout, &stderr); err != nil {
+			t.Fatalf("%q: %v\n%s", tt.args, err, stderr.String())
+		}
+		if !strings.Contains(stdout.String(), tt.want) {
+			t.Errorf("%q: stdout lacks %q:\n%s", tt.args, tt.want, stdout.String())
+		}
+	}
+}

@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
-	vdb, err := a.newVulnDB()
+	vdb, err := a.newVulnDB(reg)
 	if err != nil {
 		return nil, err
 	}

@@ -133,10 +133,15 @@ func Build(opts ServerOptions) (*Core, error) {
 	if opts.Published != nil {
 		published = source.NewPublished(opts.Published)
 	}
+	answers, err := source.NewSumDBAnswers(cfg.SumDB.Key, cfg.SumDB.Names)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	c.Sources = source.New(objects, public, source.NewGit(c.Git), published, opts.Ledger, source.Config{
 		ListTTL:        cfg.Cache.ListTTL.D(),
 		PrivateRefresh: cfg.Private.Refresh.D(),
 		SumDBLatestTTL: cfg.SumDB.LatestTTL.D(),
+		SumDBAnswers:   answers,
 		// One counter for integrity failures, public (checksum database) and
 		// private (ledger).
 		OnIntegrityFailure: m.IntegrityFailures.Inc,

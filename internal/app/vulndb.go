@@ -32,7 +32,7 @@ var vulnDBIdentity = &identity.Identity{Subject: "modgate-vulndb", Method: ident
 // newVulnDB builds the vulnerability database service from vulndb.*; nil when
 // it is off. The module source reads through a.server, which exists by the time
 // Run first refreshes.
-func (a *App) newVulnDB() (*vulndb.Service, error) {
+func (a *App) newVulnDB(reg prometheus.Registerer) (*vulndb.Service, error) {
 	vc := a.cfg.VulnDB
 	if !vc.Enabled {
 		return nil, nil
@@ -89,6 +89,7 @@ func (a *App) newVulnDB() (*vulndb.Service, error) {
 		StaleIfError: vc.StaleIfError.D(),
 		Dir:          filepath.Join(a.cfg.Cache.Dir, "vulndb"),
 		Logger:       a.log,
+		Registerer:   reg,
 	}), nil
 }
 

@@ -75,6 +75,30 @@ var csvHeader = []string{
 	"chain_id", "seq", "prev_hash", "hash",
 }
 
+// NeutralizeCell returns s made safe for a spreadsheet cell, the OWASP way
+// (https://owasp.org/www-community/attacks/CSV_Injection): a cell that begins
+// with '=', '+', '-', '@', a tab or a carriage return would be evaluated as a
+// formula by Excel, LibreOffice or Google Sheets, so it is prefixed with a single
+// quote, which makes them show the text as it is. A cell that already begins
+// with a single quote gets one more, so that removing exactly one leading quote
+// from a cell that has one (UnneutralizeCell) gives back the original text.
+// Every CSV export — the audit API, the console's events.csv and
+// `modgate audit query --format csv`, and the exposure exports — writes its
+// cells through this function (writeCSVRecords).
+func NeutralizeCell(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r', '\'':
+		return "'" + s
+	}
+	return s
+}
+
+// UnneutralizeCell undoes NeutralizeCell: it removes one leading single quote.
+func UnneutralizeCell(s string) string { return strings.TrimPrefix(s, "'") }
+
 // WriteCSV writes every column; teams are joined with ';', hashes in hex.
 func WriteCSV(w io.Writer, rows []Row, header bool) error {
 	records := make([][]string, 0, len(rows))
@@ -101,6 +125,13 @@ func writeCSVRecords(w io.Writer, header []string, records [][]string, writeHead
 		}
 	}
 	for _, rec := range records {
+		for i, c := range rec {
+			// Numbers (ids, statuses, sizes, durations) are data, even negative
+			// ones; every other cell is neutralised.
+			if _, err := strconv.ParseFloat(c, 64); err != nil {
+				rec[i] = NeutralizeCell(c)
+			}
+		}
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

@@ -210,6 +210,12 @@ func (s *shipper) fill() error {
 		}
 		limit, active := s.limit(s.segID)
 		s.fr.limit = limit
+		if rows, ok := s.takeHandoff(); ok {
+			for i := range rows {
+				s.rows = append(s.rows, &rows[i])
+			}
+			continue
+		}
 		e, err := s.fr.next()
 		switch {
 		case err == nil:
@@ -235,6 +241,31 @@ func (s *shipper) fill() error {
 		}
 	}
 	return nil
+}
+
+// takeHandoff returns the committed rows that start exactly where the reader
+// stands, from memory, and moves the reader past their frames: the spool holds
+// them durably, and decoding them back from it would cost more than writing
+// them did. Handoffs the reader has already passed (read from the file, after
+// the memory queue overflowed) are dropped.
+func (s *shipper) takeHandoff() ([]Row, bool) {
+	w := s.w
+	w.posMu.Lock()
+	defer w.posMu.Unlock()
+	for len(w.handoff) > 0 {
+		h := w.handoff[0]
+		if h.seg > s.segID || h.seg == s.segID && h.start > s.fr.off {
+			return nil, false // not reached yet: read the file up to it
+		}
+		w.handoff[0] = handoff{}
+		w.handoff = w.handoff[1:]
+		w.handoffRows -= len(h.rows)
+		if h.seg == s.segID && h.start == s.fr.off {
+			s.fr.skipTo(h.end)
+			return h.rows, true
+		}
+	}
+	return nil, false
 }
 
 // nextSegment returns the oldest segment after the one last read.
@@ -304,7 +335,7 @@ func appendRejected(dir string, r *Row) error {
 	return err
 }
 
-// columns are audit_events' columns in the order rows are copied.
+// columns are audit_events' columns in the order rows are copied (appendCopyRow).
 var columns = []string{
 	"event_id", "time", "request_id", "decision_id", "subject", "teams", "auth_method",
 	"client_addr", "cert_fingerprint", "action", "module", "version", "outcome", "status",
@@ -312,35 +343,18 @@ var columns = []string{
 	"chain_id", "seq", "prev_hash", "hash",
 }
 
-func rowValues(r *Row) []any {
-	teams := r.Teams
-	if teams == nil {
-		teams = []string{} // the spool's JSON drops an empty list; the column is NOT NULL
-	}
-	return []any{
-		r.EventID, r.Time, r.RequestID, r.DecisionID, r.Subject, teams, r.AuthMethod,
-		r.ClientAddr, r.CertFingerprint, string(r.Action), r.Module, r.Version, string(r.Outcome), int32(r.Status),
-		r.Reason, r.Source, r.Bytes, r.DurationMS, r.UserAgent, r.Replica, r.ContentHash,
-		r.ChainID, r.Seq, r.PrevHash, r.Hash,
-	}
-}
-
-type rowSource struct {
-	rows []*Row
-	i    int
-}
-
-func (s *rowSource) Next() bool             { s.i++; return s.i <= len(s.rows) }
-func (s *rowSource) Values() ([]any, error) { return rowValues(s.rows[s.i-1]), nil }
-func (s *rowSource) Err() error             { return nil }
-
 // insertRows writes rows and returns how many were new. The fast path COPYs straight
 // into audit_events; when the rows may already be there (dedupe), or the fast path
 // hits the unique key, it COPYs into a temporary table and inserts with ON CONFLICT
 // DO NOTHING on (event_id, time).
 func insertRows(ctx context.Context, pool *pgxpool.Pool, rows []*Row, dedupe bool) (int64, error) {
 	if !dedupe {
-		n, err := pool.CopyFrom(ctx, pgx.Identifier{"audit_events"}, columns, &rowSource{rows: rows})
+		var n int64
+		err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+			var err error
+			n, err = copyRows(ctx, c.Conn().PgConn(), "audit_events", rows)
+			return err
+		})
 		var pgErr *pgconn.PgError
 		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "23505" {
 			return n, err
@@ -352,7 +366,7 @@ func insertRows(ctx context.Context, pool *pgxpool.Pool, rows []*Row, dedupe boo
 			SELECT `+columnList+` FROM audit_events WITH NO DATA`); err != nil {
 			return err
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_stage"}, columns, &rowSource{rows: rows}); err != nil {
+		if _, err := copyRows(ctx, tx.Conn().PgConn(), "audit_stage", rows); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO audit_events (`+columnList+`)

@@ -20,7 +20,8 @@ import (
 //
 //	uint32 big-endian payload length | uint32 big-endian CRC-32C of payload | payload
 //
-// and each payload is one JSON spoolEntry. A crash can leave a torn frame at the end
+// and each payload is one JSON spoolEntry. Segments are preallocated (zero-filled)
+// when the writer can, so a segment's frames end at the first all-zero header. A crash can leave a torn frame at the end
 // of the segment that was being written; reading stops at the first frame that is
 // short or fails its checksum, and the writer never appends to a segment it did not
 // create, so a torn frame is always a tail and was never acknowledged.
@@ -101,6 +102,7 @@ type frameReader struct {
 	off   int64 // offset of the next frame
 	limit int64 // read no frame that ends beyond this; -1 means end of file
 	buf   []byte
+	stale bool // the buffered reader is not at off (skipTo)
 }
 
 func openFrameReader(path string) (*frameReader, error) {
@@ -119,6 +121,13 @@ func (fr *frameReader) next() (*spoolEntry, error) {
 	if fr.limit >= 0 && fr.off+frameHeader > fr.limit {
 		return nil, io.EOF
 	}
+	if fr.stale {
+		if _, err := fr.f.Seek(fr.off, io.SeekStart); err != nil {
+			return nil, err
+		}
+		fr.r.Reset(fr.f)
+		fr.stale = false
+	}
 	var hdr [frameHeader]byte
 	n, err := io.ReadFull(fr.r, hdr[:])
 	if err == io.EOF {
@@ -132,6 +141,11 @@ func (fr *frameReader) next() (*spoolEntry, error) {
 		return nil, err
 	}
 	size := int64(binary.BigEndian.Uint32(hdr[:4]))
+	if size == 0 && binary.BigEndian.Uint32(hdr[4:]) == 0 {
+		// The zeros of a preallocated segment: no frame was written here.
+		fr.unread(n)
+		return nil, io.EOF
+	}
 	if size > maxFrame {
 		fr.unread(n)
 		return nil, errTorn
@@ -163,6 +177,13 @@ func (fr *frameReader) next() (*spoolEntry, error) {
 	}
 	fr.off += frameHeader + size
 	return &e, nil
+}
+
+// skipTo moves the reader to off, the end of frames taken from elsewhere (the
+// writer's memory); the next read seeks there.
+func (fr *frameReader) skipTo(off int64) {
+	fr.off = off
+	fr.stale = true
 }
 
 // unread rewinds after a partial read so the frame can be read again once complete

@@ -10,9 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -124,10 +124,17 @@ type Writer struct {
 	maintDone  chan struct{}
 
 	// Owned by the committer goroutine.
-	head      chainHead
-	seg       *os.File
-	segID     int64
-	segSize   int64
+	head    chainHead
+	seg     *os.File
+	segID   int64
+	segSize int64 // durable length of the active segment
+	segFile int64 // its size on disk: the preallocated length, or more
+	// spare is a segment-sized file of zeros, fsync'd, prepared in the
+	// background for the next segment (see openSegment); sparing is set while a
+	// preparation runs.
+	spare     chan string
+	sparing   bool
+	spareWG   sync.WaitGroup
 	spoolErr  error // last spool failure; nil when the spool is writable
 	lastProbe time.Time
 
@@ -138,6 +145,14 @@ type Writer struct {
 	sealed     map[int64]int64 // segments closed in this run -> durable length
 	firstRunID int64           // segments below this come from an earlier run
 	noActive   bool            // the spool is broken: no active segment
+	// shipped hands the shipper the rows it would otherwise read back from the
+	// spool and decode again: each entry is one durable commit (its segment and
+	// byte range, and the rows as chained), oldest first. It holds at most
+	// maxHandoffRows rows; commits past that (PostgreSQL down or slow) are left
+	// for the shipper to read from the files, as are earlier runs' segments.
+	handoff     []handoff
+	handoffRows int
+	handoffCap  int // maxHandoffRows; tests lower it
 
 	spoolBytes atomic.Int64 // bytes in the spool directory
 	unshipped  atomic.Int64 // rows in the spool not yet in PostgreSQL
@@ -145,6 +160,17 @@ type Writer struct {
 	spoolOK    atomic.Bool
 	headSnap   atomic.Pointer[chainHead] // the committer's head, for the log
 }
+
+// handoff is one spool commit the shipper may take from memory: rows, already
+// chained and durable, occupying bytes [start, end) of segment seg.
+type handoff struct {
+	seg        int64
+	start, end int64
+	rows       []Row
+}
+
+// maxHandoffRows bounds the rows waiting in memory for the shipper.
+const maxHandoffRows = 20_000
 
 // batch is one group commit: every Record that arrived while the previous fsync ran.
 type batch struct {
@@ -174,7 +200,7 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 	if err != nil {
 		return nil, fmt.Errorf("opening spool lock: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockSpool(lock); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("spool %s is in use by another writer: %w", cfg.SpoolDir, err)
 	}
@@ -194,7 +220,10 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 		maintStop:  make(chan struct{}),
 		maintDone:  make(chan struct{}),
 		sealed:     map[int64]int64{},
+		handoffCap: maxHandoffRows,
+		spare:      make(chan string, 1),
 	}
+	removeSpares(cfg.SpoolDir)
 	w.shipCtx, w.shipCancel = context.WithCancel(context.Background())
 	w.m = newMetrics(reg, w)
 	defer func() {
@@ -212,6 +241,12 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 	w.head = w.resumeChain(ctx, spoolHead)
 	w.firstRunID = lastID + 1
 	w.segID = lastID
+	// The first segment is preallocated too; later spares are written in the
+	// background while the segment before them fills.
+	if spare, err := writeSpare(cfg.SpoolDir, cfg.SegmentBytes); err == nil {
+		w.spare <- spare
+		w.sparing = true
+	}
 	if err := w.openSegment(); err != nil {
 		// A spool that cannot be written is not fatal: events go straight to
 		// PostgreSQL, and Healthy says so.
@@ -507,31 +542,46 @@ func (w *Writer) appendSpool(rows []Row) error {
 			return fmt.Errorf("encoding event: %w", err)
 		}
 	}
-	if _, err := w.seg.Write(buf); err != nil {
+	if _, err := w.seg.WriteAt(buf, w.segSize); err != nil {
 		return fmt.Errorf("writing spool: %w", err)
 	}
-	if err := w.seg.Sync(); err != nil {
+	// fdatasync: into a preallocated, zero-filled segment the write changes no
+	// metadata, so this is one data flush; past the preallocated end it flushes
+	// the new size too, as fsync would.
+	if err := fdatasync(w.seg); err != nil {
 		return fmt.Errorf("syncing spool: %w", err)
 	}
+	start := w.segSize
 	w.segSize += int64(len(buf))
-	w.spoolBytes.Add(int64(len(buf)))
+	if w.segSize > w.segFile {
+		w.spoolBytes.Add(w.segSize - w.segFile)
+		w.segFile = w.segSize
+	}
 	w.posMu.Lock()
 	w.activeEnd = w.segSize
+	if w.handoffRows+len(rows) <= w.handoffCap {
+		w.handoff = append(w.handoff, handoff{seg: w.segID, start: start, end: w.segSize, rows: rows})
+		w.handoffRows += len(rows)
+	}
 	w.posMu.Unlock()
 	return nil
 }
 
 // openSegment seals the active segment and starts the next one with a head entry.
+// The new segment is the spare when one is ready: SegmentBytes of zeros already
+// on disk, so the commits that fill it are pure data writes (fdatasync without a
+// journal commit). A reader stops at the first all-zero frame header, which no
+// write produces (a frame's payload is never empty).
 func (w *Writer) openSegment() error {
 	id := w.segID + 1
 	name := segmentName(w.cfg.SpoolDir, id)
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, size, err := w.createSegment(name)
 	if err != nil {
 		return fmt.Errorf("creating spool segment: %w", err)
 	}
 	buf, err := appendFrame(nil, &spoolEntry{Head: &w.head})
 	if err == nil {
-		_, err = f.Write(buf)
+		_, err = f.WriteAt(buf, 0)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -553,10 +603,88 @@ func (w *Writer) openSegment() error {
 	if w.seg != nil {
 		w.seg.Close()
 	}
-	w.seg, w.segID, w.segSize = f, id, int64(len(buf))
-	w.spoolBytes.Add(int64(len(buf)))
+	w.seg, w.segID, w.segSize, w.segFile = f, id, int64(len(buf)), max(size, int64(len(buf)))
+	w.spoolBytes.Add(w.segFile)
 	kick(w.shipKick)
+	w.prepareSpare()
 	return nil
+}
+
+// createSegment creates the segment file name: the spare renamed, when one is
+// ready (size is then its preallocated length), else an empty file.
+func (w *Writer) createSegment(name string) (f *os.File, size int64, err error) {
+	select {
+	case spare := <-w.spare:
+		w.sparing = false
+		if spare != "" {
+			// A hard link, unlike a rename, fails rather than replace an existing name.
+			if err := os.Link(spare, name); err == nil {
+				os.Remove(spare)
+				if f, err := os.OpenFile(name, os.O_RDWR, 0); err == nil {
+					if st, err := f.Stat(); err == nil {
+						return f, st.Size(), nil
+					}
+					f.Close()
+				}
+				os.Remove(name)
+			} else {
+				os.Remove(spare)
+			}
+		}
+	default:
+	}
+	f, err = os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	return f, 0, err
+}
+
+// prepareSpare starts writing the next segment's zeros in the background, unless
+// that is already under way.
+func (w *Writer) prepareSpare() {
+	if w.sparing {
+		return
+	}
+	w.sparing = true
+	w.spareWG.Go(func() {
+		path, err := writeSpare(w.cfg.SpoolDir, w.cfg.SegmentBytes)
+		if err != nil {
+			w.log.Warn("audit spool: cannot preallocate the next segment; it will grow as written", "err", err)
+		}
+		w.spare <- path
+	})
+}
+
+const spareSuffix = ".spare"
+
+// writeSpare writes size zero bytes to a new file in dir and fsyncs it.
+func writeSpare(dir string, size int64) (string, error) {
+	f, err := os.CreateTemp(dir, "segment-*"+spareSuffix)
+	if err != nil {
+		return "", err
+	}
+	zeros := make([]byte, min(size, 1<<20))
+	for off := int64(0); off < size && err == nil; off += int64(len(zeros)) {
+		_, err = f.Write(zeros[:min(int64(len(zeros)), size-off)])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// removeSpares deletes spare segments left by an earlier run.
+func removeSpares(dir string) {
+	if matches, err := filepath.Glob(filepath.Join(dir, "segment-*"+spareSuffix)); err == nil {
+		for _, m := range matches {
+			os.Remove(m)
+		}
+	}
 }
 
 // breakSpool abandons the active segment after a failed write. The segment is cut
@@ -571,6 +699,9 @@ func (w *Writer) breakSpool(err error) {
 		w.sealed[w.activeID] = w.activeEnd
 		if terr := w.seg.Truncate(w.activeEnd); terr != nil {
 			w.log.Error("audit spool: cannot cut back a failed write", "segment", w.activeID, "err", terr)
+		} else {
+			w.spoolBytes.Add(w.activeEnd - w.segFile)
+			w.segFile = w.activeEnd
 		}
 	}
 	w.noActive = true
@@ -652,6 +783,14 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 	if w.seg != nil {
 		w.seg.Close()
+	}
+	w.spareWG.Wait()
+	select {
+	case spare := <-w.spare:
+		if spare != "" {
+			os.Remove(spare)
+		}
+	default:
 	}
 	w.shipCancel()
 	w.m.unregister()

@@ -120,8 +120,13 @@ func Scenarios() []Scenario {
 		},
 		{
 			Name:    "warm-small",
-			Summary: "warm .info/.mod at 64 connections over TLS with token auth, policy and audit: req/s and latency vs nginx on the same files",
+			Summary: "warm .info/.mod at 64 connections over TLS with token auth, policy and audit: req/s and latency vs Go's bare file server and nginx on the same files",
 			Run:     runWarmSmall,
+		},
+		{
+			Name:    "warm-small-h2",
+			Summary: "warm .info/.mod over HTTP/2 (h2load, 16 connections × 8 streams), same setup: req/s vs Go's bare file server and nginx over h2",
+			Run:     runWarmSmallH2,
 		},
 		{
 			Name:    "warm-zips",

@@ -26,7 +26,8 @@ type nginxProc struct {
 // certificate, configured as a static file server should be for this load:
 // sendfile, keep-alive without a per-connection request limit (Go's server has
 // none either), and an access log on (modgate writes one line per request too).
-func startNginx(ctx context.Context, bin, dir, root, certFile, keyFile string) (*nginxProc, error) {
+// With http2 it offers HTTP/2 by ALPN as well (the h2 scenario).
+func startNginx(ctx context.Context, bin, dir, root, certFile, keyFile string, http2 bool) (*nginxProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -59,7 +60,7 @@ http {
     keepalive_timeout 120s;
     keepalive_requests 100000000;
     server {
-        listen 127.0.0.1:%[2]d ssl;
+        listen 127.0.0.1:%[2]d ssl%[6]s;
         http2 off;
         ssl_certificate %[3]s;
         ssl_certificate_key %[4]s;
@@ -68,8 +69,9 @@ http {
         location / { try_files $uri =404; }
     }
 }
-`, dir, port, certFile, keyFile, root)
-	// nginx 1.22 has no "http2" directive; drop it there.
+`, dir, port, certFile, keyFile, root, map[bool]string{true: " http2"}[http2])
+	// nginx 1.22 has no "http2" directive (HTTP/2 is a listen parameter there,
+	// deprecated but still accepted by later versions); drop it.
 	conf = strings.Replace(conf, "        http2 off;\n", "", 1)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {

@@ -70,3 +70,52 @@ ok  	github.com/modgate/modgate/internal/policy	3.1s
 		t.Errorf("series = %v", s)
 	}
 }
+
+func TestParseH2Load(t *testing.T) {
+	t.Parallel()
+	ok := `starting benchmark...
+spawning thread #0: 8 total client(s). 307 total requests
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_128_GCM_SHA256
+Application protocol: h2
+finished in 8.00s, 10412.88 req/s, 3.32MB/s
+requests: 83303 total, 83431 started, 83303 done, 83303 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 83303 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 26.55MB (27839012) total, 1.16MB (1214223) headers (space savings 94.50%), 24.62MB (25817400) data
+                     min         max         mean         sd        +/- sd
+time for request:      123us     45.12ms      1.22ms      1.01ms    87.21%
+`
+	tests := []struct {
+		name    string
+		out     string
+		want    wrkResult
+		wantErr bool
+	}{
+		{
+			name: "summary",
+			out:  ok,
+			want: wrkResult{Requests: 83303, Bytes: 27839012, Duration: 8 * time.Second, Mean: 1220 * time.Microsecond,
+				ReqPerSec: 83303.0 / 8, MBPerSec: 27839012.0 / 8 / 1e6},
+		},
+		{
+			name: "failures are carried",
+			out: "finished in 1.00s, 10.00 req/s, 1KB/s\n" +
+				"requests: 20 total, 20 started, 20 done, 10 succeeded, 10 failed, 0 errored, 0 timeout\n" +
+				"status codes: 10 2xx, 0 3xx, 10 4xx, 0 5xx\n",
+			want: wrkResult{Requests: 10, Duration: time.Second, StatusErrs: 10, SocketErrs: 10, ReqPerSec: 10},
+		},
+		{name: "no summary", out: "No protocol negotiated. Aborted\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseH2Load([]byte(tt.out))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && got != tt.want {
+				t.Errorf("parseH2Load = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

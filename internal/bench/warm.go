@@ -11,11 +11,13 @@ import (
 	"time"
 )
 
-// Targets from PRODUCT.md for the warm paths, as ratios to nginx serving the same
-// files over TLS in the same run.
+// Targets from PRODUCT.md for the warm paths, as ratios to a baseline serving the
+// same files over TLS in the same run: Go's bare net/http file server (the floor
+// for a Go server, HTTP/1.1 and HTTP/2) and nginx.
 var (
-	warmSmallTarget = Target{Op: ">=", Bound: 0.8}
-	warmZipTarget   = Target{Op: ">=", Bound: 0.9}
+	warmSmallGoTarget    = Target{Op: ">=", Bound: 0.85}
+	warmSmallNginxTarget = Target{Op: ">=", Bound: 0.5}
+	warmZipTarget        = Target{Op: ">=", Bound: 0.9}
 )
 
 // warmSetup is everything the warm scenarios share: the populated graph served by
@@ -29,6 +31,8 @@ type warmSetup struct {
 	db          *benchDatabase
 	wrk         string
 	nginx       string
+	h2load      string // only for the HTTP/2 scenario
+	goFS        string // the Go file server's binary, when built
 	closers     []func()
 }
 
@@ -94,8 +98,8 @@ func (s *warmSetup) startModgate(ctx context.Context, env *Env, name string, wit
 	return mg, nil
 }
 
-func (s *warmSetup) startNginx(ctx context.Context, env *Env) (*nginxProc, error) {
-	n, err := startNginx(ctx, s.nginx, filepath.Join(env.Dir, "nginx"), s.tree, s.certs.CertFile, s.certs.KeyFile)
+func (s *warmSetup) startNginx(ctx context.Context, env *Env, http2 bool) (*nginxProc, error) {
+	n, err := startNginx(ctx, s.nginx, filepath.Join(env.Dir, "nginx"), s.tree, s.certs.CertFile, s.certs.KeyFile, http2)
 	if err != nil {
 		return nil, err
 	}
@@ -103,32 +107,53 @@ func (s *warmSetup) startNginx(ctx context.Context, env *Env) (*nginxProc, error
 	return n, nil
 }
 
-// loadSide is one server under wrk load: a name, its URL and the wrk script (the
-// token differs per side).
+// startGoFileServer builds (once) and starts Go's bare file server on the tree.
+func (s *warmSetup) startGoFileServer(ctx context.Context, env *Env) (*goFileServer, error) {
+	if s.goFS == "" {
+		bin, err := buildGoFileServer(ctx, env.Go, env.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.goFS = bin
+	}
+	g, err := startGoFileServer(ctx, s.goFS, s.tree, s.certs.CertFile, s.certs.KeyFile, filepath.Join(env.Dir, "gofileserver.log"))
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { g.Stop() })
+	return g, nil
+}
+
+// loadSide is one server under load: a name, its URL and the wrk script (the
+// token differs per side), or an h2load command line for HTTP/2.
 type loadSide struct {
 	name, url, script string
-	pprof             string // modgate's profile endpoint, when profiling
+	pprof             string  // modgate's profile endpoint, when profiling
+	h2                *h2Load // load with h2load over HTTP/2 instead of wrk
 }
 
 // loadSeries are the per-run wrk figures of each side.
 type loadSeries struct {
-	rps, mbps, p50, p99 map[string][]float64
+	rps, mbps, p50, p99, mean map[string][]float64
 }
 
-// alternate runs wrk against each side env.LoadRuns times after a warm-up run
-// each, in ABBA order, and collects the figures.
-func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides [2]loadSide) (loadSeries, error) {
-	ls := loadSeries{rps: map[string][]float64{}, mbps: map[string][]float64{}, p50: map[string][]float64{}, p99: map[string][]float64{}}
+// alternate loads each side env.LoadRuns times after a warm-up run each, in
+// ABBA order (ABC CBA ... for three sides), and collects the figures.
+func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides []loadSide) (loadSeries, error) {
+	ls := loadSeries{rps: map[string][]float64{}, mbps: map[string][]float64{}, p50: map[string][]float64{}, p99: map[string][]float64{}, mean: map[string][]float64{}}
 	for i := range 1 + env.LoadRuns {
-		order := []int{0, 1}
-		if i%2 == 1 {
-			order = []int{1, 0}
+		order := make([]int, len(sides))
+		for j := range order {
+			order[j] = j
+			if i%2 == 1 {
+				order[j] = len(sides) - 1 - j
+			}
 		}
 		for _, j := range order {
 			side := sides[j]
-			load := wrkLoad{Bin: wrkBin, Threads: 2, Connections: conns, Duration: env.LoadDuration, Script: side.script}
+			d := env.LoadDuration
 			if i == 0 { // warm-up: connections, page cache, modgate's decision and token caches
-				load.Duration = time.Second
+				d = time.Second
 			}
 			var profDone chan error
 			if i == 1 && side.pprof != "" && env.ProfileDir != "" {
@@ -137,7 +162,16 @@ func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides [2
 					profDone <- saveProfile(ctx, side.pprof, env.LoadDuration, filepath.Join(env.ProfileDir, filepath.Base(env.Dir)+"-"+strings.ReplaceAll(side.name, " ", "-")+".pprof"))
 				}()
 			}
-			r, err := load.run(ctx, side.url)
+			var r wrkResult
+			var err error
+			if side.h2 != nil {
+				load := *side.h2
+				load.Duration, load.WarmUp = d, i == 0
+				r, err = load.run(ctx)
+			} else {
+				load := wrkLoad{Bin: wrkBin, Threads: 2, Connections: conns, Duration: d, Script: side.script, WarmUp: i == 0}
+				r, err = load.run(ctx, side.url)
+			}
 			if profDone != nil {
 				if perr := <-profDone; perr != nil {
 					env.Log.Warn("profile", "err", perr)
@@ -146,7 +180,7 @@ func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides [2
 			if err != nil {
 				return ls, fmt.Errorf("%s: %w", side.name, err)
 			}
-			env.Log.Info("load run", "side", side.name, "run", i, "timed", i > 0, "req_per_s", round3(r.ReqPerSec), "MB_per_s", round3(r.MBPerSec), "p50_ms", ms(r.P50), "p99_ms", ms(r.P99))
+			env.Log.Info("load run", "side", side.name, "run", i, "timed", i > 0, "req_per_s", round3(r.ReqPerSec), "MB_per_s", round3(r.MBPerSec), "p50_ms", ms(r.P50), "p99_ms", ms(r.P99), "mean_ms", ms(r.Mean))
 			if i == 0 {
 				continue
 			}
@@ -154,6 +188,7 @@ func alternate(ctx context.Context, env *Env, wrkBin string, conns int, sides [2
 			ls.mbps[side.name] = append(ls.mbps[side.name], round3(r.MBPerSec))
 			ls.p50[side.name] = append(ls.p50[side.name], ms(r.P50))
 			ls.p99[side.name] = append(ls.p99[side.name], ms(r.P99))
+			ls.mean[side.name] = append(ls.mean[side.name], ms(r.Mean))
 		}
 	}
 	return ls, nil
@@ -213,7 +248,11 @@ func runWarmSmall(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ng, err := s.startNginx(ctx, env)
+	ng, err := s.startNginx(ctx, env, false)
+	if err != nil {
+		return nil, err
+	}
+	gofs, err := s.startGoFileServer(ctx, env)
 	if err != nil {
 		return nil, err
 	}
@@ -221,29 +260,92 @@ func runWarmSmall(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ngScript, err := writeWrkScriptNamed(env.Dir, "nginx-small", s.small, "")
+	plainScript, err := writeWrkScriptNamed(env.Dir, "plain-small", s.small, "")
 	if err != nil {
 		return nil, err
 	}
 	cpu0, _ := mg.CPU()
 	req0, _, _ := mg.LogStats()
-	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"modgate", mg.URL, mgScript, mg.PprofURL}, {"nginx", ng.URL, ngScript, ""}})
+	ls, err := alternate(ctx, env, s.wrk, 64, []loadSide{
+		{name: "modgate", url: mg.URL, script: mgScript, pprof: mg.PprofURL},
+		{name: "go file server", url: gofs.URL, script: plainScript},
+		{name: "nginx", url: ng.URL, script: plainScript},
+	})
 	if err != nil {
 		return nil, err
 	}
 	cpu1, _ := mg.CPU()
 	req1, _, _ := mg.LogStats()
-	rps := ratioResult(fmt.Sprintf("warm .info/.mod, 64 connections, TLS + token + policy + audit: requests/s (%d objects)", len(s.small)), "req/s", ls.rps, "modgate", "nginx", &warmSmallTarget)
+	figure := fmt.Sprintf("warm .info/.mod, 64 connections, TLS + token + policy + audit: requests/s (%d objects)", len(s.small))
+	vsGo := ratioResult(figure, "req/s", ls.rps, "modgate", "go file server", &warmSmallGoTarget)
+	vsNginx := ratioResult(figure, "req/s", ls.rps, "modgate", "nginx", &warmSmallNginxTarget)
 	if n := req1 - req0; n > 0 {
-		rps.Notes = append(rps.Notes, fmt.Sprintf("modgate CPU per request over all load runs: %.0f µs (user %.0f, system %.0f), %d requests",
+		vsGo.Notes = append(vsGo.Notes, fmt.Sprintf("modgate CPU per request over all load runs: %.0f µs (user %.0f, system %.0f), %d requests",
 			float64((cpu1.Total()-cpu0.Total()).Microseconds())/float64(n),
 			float64((cpu1.User-cpu0.User).Microseconds())/float64(n),
 			float64((cpu1.Sys-cpu0.Sys).Microseconds())/float64(n), n))
 	}
+	vsGo.Notes = append(vsGo.Notes, "go file server: net/http FileServer over TLS and nothing else (internal/bench/cmd/gofileserver)")
 	return []Result{
-		rps,
+		vsGo,
+		vsNginx,
+		ratioResult("warm .info/.mod: p50 latency", "ms", ls.p50, "modgate", "go file server", nil),
+		ratioResult("warm .info/.mod: p99 latency", "ms", ls.p99, "modgate", "go file server", nil),
 		ratioResult("warm .info/.mod: p50 latency", "ms", ls.p50, "modgate", "nginx", nil),
-		ratioResult("warm .info/.mod: p99 latency", "ms", ls.p99, "modgate", "nginx", nil),
+	}, nil
+}
+
+// runWarmSmallH2 is warm-small over HTTP/2, as the go command speaks to an https
+// GOPROXY: h2load with 16 connections of 8 concurrent streams against modgate,
+// Go's bare file server and nginx, each negotiating h2 by ALPN.
+func runWarmSmallH2(ctx context.Context, env *Env) ([]Result, error) {
+	s, err := newWarmSetup(ctx, env, true)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	if s.h2load, err = ensureTool(ctx, env.Log, "h2load", "nghttp2-client"); err != nil {
+		return nil, err
+	}
+	mg, err := s.startModgate(ctx, env, "modgate", true, s.small)
+	if err != nil {
+		return nil, err
+	}
+	ng, err := s.startNginx(ctx, env, true)
+	if err != nil {
+		return nil, err
+	}
+	gofs, err := s.startGoFileServer(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	side := func(name, url, token string) (loadSide, error) {
+		f, err := writeURIFile(env.Dir, strings.ReplaceAll(name, " ", "-"), url, s.small)
+		if err != nil {
+			return loadSide{}, err
+		}
+		return loadSide{name: name, url: url, h2: &h2Load{Bin: s.h2load, Threads: 2, Clients: 16, Streams: 8, URIFile: f, Token: token}}, nil
+	}
+	var sides []loadSide
+	for _, sd := range []struct{ name, url, token string }{{"modgate", mg.URL, mg.Token}, {"go file server", gofs.URL, ""}, {"nginx", ng.URL, ""}} {
+		ls, err := side(sd.name, sd.url, sd.token)
+		if err != nil {
+			return nil, err
+		}
+		sides = append(sides, ls)
+	}
+	sides[0].pprof = mg.PprofURL
+	ls, err := alternate(ctx, env, s.wrk, 0, sides)
+	if err != nil {
+		return nil, err
+	}
+	figure := fmt.Sprintf("warm .info/.mod over HTTP/2, 16 connections × 8 streams, TLS + token + policy + audit: requests/s (%d objects)", len(s.small))
+	vsGo := ratioResult(figure, "req/s", ls.rps, "modgate", "go file server", &warmSmallGoTarget)
+	vsGo.Notes = append(vsGo.Notes, "h2load (nghttp2-client); go file server: net/http FileServer over TLS and nothing else")
+	return []Result{
+		vsGo,
+		ratioResult(figure, "req/s", ls.rps, "modgate", "nginx", nil),
+		ratioResult("warm .info/.mod over HTTP/2: mean latency", "ms", ls.mean, "modgate", "go file server", nil),
 	}, nil
 }
 
@@ -257,7 +359,7 @@ func runWarmZips(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ng, err := s.startNginx(ctx, env)
+	ng, err := s.startNginx(ctx, env, false)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +371,7 @@ func runWarmZips(ctx context.Context, env *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"modgate", mg.URL, mgScript, mg.PprofURL}, {"nginx", ng.URL, ngScript, ""}})
+	ls, err := alternate(ctx, env, s.wrk, 64, []loadSide{{name: "modgate", url: mg.URL, script: mgScript, pprof: mg.PprofURL}, {name: "nginx", url: ng.URL, script: ngScript}})
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +411,7 @@ func runAuditCost(ctx context.Context, env *Env) ([]Result, error) {
 	}
 	// Only the side under load runs requests, but both processes are up: the idle
 	// one costs nothing but memory.
-	ls, err := alternate(ctx, env, s.wrk, 64, [2]loadSide{{"audit on", on.URL, onScript, on.PprofURL}, {"audit off", off.URL, offScript, off.PprofURL}})
+	ls, err := alternate(ctx, env, s.wrk, 64, []loadSide{{name: "audit on", url: on.URL, script: onScript, pprof: on.PprofURL}, {name: "audit off", url: off.URL, script: offScript, pprof: off.PprofURL}})
 	if err != nil {
 		return nil, err
 	}

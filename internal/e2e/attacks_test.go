@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -385,5 +386,42 @@ func TestAttackPublishOverUnservedGitTag(t *testing.T) {
 	// A version git does not have may still be published by the owner.
 	if status, body := e.put(t, "payments", ledgerPath, "v1.3.0", moduleZip(t, ledgerPath, "v1.3.0", ledgerPath, "new.go")); status != http.StatusCreated {
 		t.Errorf("publish of a new version = %d %q, want 201", status, body)
+	}
+}
+
+// `modgate private verify` after real traffic: the pins a pull made check out
+// against the cache; a cached copy altered on disk and a pin altered in the
+// database are each named on a line of their own, with a non-zero exit.
+func TestPrivateVerifyCommand(t *testing.T) {
+	e := startAttackEnv(t)
+	downloadSum(t, e.goAs(t, e.url, "payments"), ledgerPath+"@v1.0.0")
+	verify := func() (string, error) {
+		cmd := exec.Command(modgateBinary(t), "private", "verify", "--database-url", e.cfg.Database.URL, "--cache-dir", e.cfg.Cache.Dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := verify(); err != nil || !strings.Contains(out, "ok: 2 pins, chain intact to seq 2, 2 stored copies match their pins") {
+		t.Fatalf("private verify after a pull: %v\n%s", err, out)
+	}
+
+	zips := cachedObjects(t, e.cfg.Cache.Dir, "private/corp.example/payments/ledger/@v/v1.0.0.zip")
+	if len(zips) != 1 {
+		t.Fatalf("cached zips: %q", zips)
+	}
+	writeFile(t, zips[0], moduleZip(t, ledgerPath, "v1.0.0", ledgerPath, "evil.go"))
+	if _, err := e.pool.Exec(context.Background(), `UPDATE private_ledger SET source = 'published' WHERE file = 'mod'`); err != nil {
+		t.Fatal(err)
+	}
+	out, err := verify()
+	if err == nil {
+		t.Fatalf("private verify passed after tampering:\n%s", out)
+	}
+	for _, want := range []string{
+		"seq 1 " + ledgerPath + "@v1.0.0 mod: modified: content does not match its hash",
+		"seq 2 " + ledgerPath + "@v1.0.0 zip: object: stored copy private/corp.example/payments/ledger/@v/v1.0.0.zip hashes to h1:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("private verify output lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/testing/gotest"
+	"github.com/modgate/modgate/internal/testing/oidctest"
 	"github.com/modgate/modgate/internal/testing/pgtest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/tokens"
@@ -33,6 +35,13 @@ func TestSecretsNeverLogged(t *testing.T) {
 	p := newPKI(t)
 	cfg := tlsConfigFor(p, upstream.URL)
 	cfg.Database.URL = u.String()
+	idp := oidctest.Start(t)
+	cfg.Auth.OIDC = auth.OIDCConfig{
+		Issuer:     idp.Issuer(),
+		Audiences:  []string{idp.ClientID()},
+		GroupTeams: map[string]string{"payments-devs": "payments"},
+		HTTPClient: idp.HTTPClient(),
+	}
 	logs := &safeBuffer{}
 	base := startAppLogging(t, cfg, logs)
 
@@ -59,12 +68,20 @@ func TestSecretsNeverLogged(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // expire the short token
 	wrong := good[:len(good)-6] + "zzzzzz"
 	const basicPassword = "basic-pa55word-canary"
+	// OIDC ID tokens: valid, expired, for another audience, and one whose
+	// signature is broken.
+	oidcValid := idp.IssueToken("alice", []string{"payments-devs"})
+	oidcExpired := idp.IssueToken("alice", nil, oidctest.WithExpiry(time.Now().Add(-time.Minute)))
+	oidcAudience := idp.IssueToken("alice", nil, oidctest.WithAudience("someone-else"))
+	oidcForged := oidcValid[:len(oidcValid)-8] + "AAAAAAAA"
 	secrets := map[string]string{"valid token": good, "expired token": expired, "revoked token": revoked,
-		"wrong token": wrong, "basic password": basicPassword, "database password": dbPassword}
+		"wrong token": wrong, "basic password": basicPassword, "database password": dbPassword,
+		"valid OIDC token": oidcValid, "expired OIDC token": oidcExpired,
+		"OIDC token for another audience": oidcAudience, "forged OIDC token": oidcForged}
 
 	info := base + "/" + proxytest.HelloPath + "/@v/v1.0.0.info"
 	var responses []string
-	for _, tok := range []string{good, expired, revoked, wrong} {
+	for _, tok := range []string{good, expired, revoked, wrong, oidcValid, oidcExpired, oidcAudience, oidcForged} {
 		_, body := getWithToken(t, p.CAFile, info, tok)
 		responses = append(responses, body)
 	}
@@ -75,7 +92,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if resp, err := clientTrusting(t, p.CAFile).Do(req); err == nil {
 		resp.Body.Close()
 	}
-	for _, secret := range []string{good, wrong} {
+	for _, secret := range []string{good, wrong, oidcValid, oidcForged} {
 		g := gotest.New(t, "GOPROXY="+base, "GONOSUMDB=mod.test", "SSL_CERT_FILE="+p.CAFile)
 		writeFile(t, filepath.Join(g.Home, ".netrc"), netrcFor(base, secret))
 		_, stderr, _ := g.Run("", "mod", "download", proxytest.HelloPath+"@v1.1.0")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"go.yaml.in/yaml/v3"
@@ -225,6 +226,8 @@ func (d *Data) normalize() error {
 			if err := checkPrefix(x.Module); err != nil {
 				bad("settings.vulnerabilities.exempt[%d].module: %v", i, err)
 			}
+			// Matched against input.path_prefixes, which are folded (FoldPath).
+			s.Vulnerabilities.Exempt[i].Module = FoldPath(x.Module)
 		}
 		if x.Team != "" {
 			if err := checkTeam(x.Team); err != nil {
@@ -394,4 +397,23 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// namedVersions returns every version some deny-list entry names.
+func (d *Data) namedVersions() map[string]bool {
+	named := make(map[string]bool)
+	for _, e := range d.Denylist {
+		for _, v := range e.Versions {
+			named[v] = true
+		}
+	}
+	return named
+}
+
+// cooldown returns the cool-down's length (zero when it is off).
+func (d *Data) cooldown() time.Duration {
+	if d.Settings == nil || !d.Settings.Cooldown.Enabled {
+		return 0
+	}
+	return time.Duration(d.Settings.Cooldown.Hours) * time.Hour
 }

@@ -157,8 +157,12 @@ type state struct {
 	// advisories, licenses: decisions depend on input.advisories and
 	// input.licenses, which the engine fills in for pulls of a version.
 	advisories, licenses bool
-	cache                *decisionCache
-	loadedAt             time.Time
+	// For list filtering (FilterVersions): the versions any deny-list entry
+	// names, and the cool-down's length.
+	namedVersions map[string]bool
+	cooldown      time.Duration
+	cache         *decisionCache
+	loadedAt      time.Time
 }
 
 // Load reads, compiles and tests the policy in dir. Unlike a reload, a failure
@@ -295,8 +299,10 @@ func (e *Engine) build(ctx context.Context) (*state, error) {
 			ws.data.Settings != nil && ws.data.Settings.Vulnerabilities.Enabled,
 		licenses: used&fieldLicenses != 0 &&
 			ws.data.Settings != nil && ws.data.Settings.Licenses.Enabled,
-		cache:    newDecisionCache(e.opts.CacheSize),
-		loadedAt: e.opts.Now(),
+		namedVersions: ws.data.namedVersions(),
+		cooldown:      ws.data.cooldown(),
+		cache:         newDecisionCache(e.opts.CacheSize),
+		loadedAt:      e.opts.Now(),
 	}, nil
 }
 
@@ -382,32 +388,71 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	return d, nil
 }
 
+// MaxListVersions is the longest version list FilterVersions accepts. A module
+// with more versions than this is refused with a clear error rather than
+// filtered: no genuine module comes near it (the largest on the public mirror
+// have a few thousand), and an upstream sending millions is an attack on
+// modgate's memory and CPU.
+const MaxListVersions = 1 << 20
+
 // FilterVersions returns the versions, in their order, that the caller of in
 // may pull: each is decided as a zip download of that version (so the go
 // command never picks from a list a version it could not download), with
-// timeOf giving its publication time for the cool-down (nil or "" if unknown).
+// timeOf giving its publication time for the cool-down (nil or "" if unknown;
+// asked only when the cool-down is on).
 // It filters only: the server decides the list or latest request itself first,
 // with Decide, to answer 403 when the module is off-limits altogether.
-// Versions share the decision cache, so a repeated list costs a cache lookup
-// per version.
+//
+// The policy is not evaluated once per version. The versions of one list differ,
+// as far as the policy is concerned, only in the version-specific rules: whether
+// a deny-list entry names the version, and whether it is inside the cool-down.
+// So the list is split in one pass into classes — each deny-listed version on
+// its own; the others by cool-down state (unknown time, inside, past) — and the
+// policy is evaluated once per class, for its first version. A list of 400,000
+// versions costs a handful of evaluations. (A site rule that reads
+// input.version in another way must make list filtering per version itself; see
+// docs/policy.md.) Lists longer than MaxListVersions are refused.
 func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string, timeOf func(version string) string) ([]string, error) {
+	if len(versions) > MaxListVersions {
+		return nil, derrors.New(derrors.BadUpstream, "the version list of %s has %d versions, more than the %d modgate filters", in.Module, len(versions), MaxListVersions)
+	}
 	st := e.current.Load()
 	now := e.now(in.Time)
 	in.Action = ActionZip
+	type class struct {
+		named bool
+		key   string
+	}
+	verdicts := make(map[class]bool)
+	// The cool-down's edge as a string: the usual times ("2006-01-02T15:04:05Z",
+	// UTC, whole seconds, as the go command and proxies write them) compare as
+	// strings, sparing a time.Parse per version.
+	edge := now.Add(-st.cooldown).Format(time.RFC3339)
 	out := make([]string, 0, len(versions))
 	for _, v := range versions {
 		in.Version, in.VersionTime, in.Advisories, in.Licenses = v, "", nil, nil
-		if timeOf != nil {
+		if timeOf != nil && st.versionTime {
 			in.VersionTime = timeOf(v)
 		}
 		if err := e.facts(ctx, st, &in, true); err != nil {
 			return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)
 		}
-		verdict, _, err := e.decide(ctx, st, &in, now)
-		if err != nil {
-			return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)
+		c := class{key: st.cooldownClass(in.VersionTime, now, edge)}
+		if st.namedVersions[v] || len(in.Advisories) > 0 {
+			// Deny-listed versions and versions with advisories are decided
+			// on their own.
+			c = class{named: true, key: v + " " + c.key}
 		}
-		if verdict.allow {
+		allow, ok := verdicts[c]
+		if !ok {
+			verdict, _, err := e.decide(ctx, st, &in, now)
+			if err != nil {
+				return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)
+			}
+			allow = verdict.allow
+			verdicts[c] = allow
+		}
+		if allow {
 			out = append(out, v)
 		}
 	}
@@ -441,6 +486,37 @@ func (e *Engine) facts(ctx context.Context, st *state, in *Input, listing bool) 
 		in.Licenses = ids
 	}
 	return nil
+}
+
+// cooldownClass says where a version published at t (RFC 3339, "" if unknown)
+// stands against the cool-down at now (edge is now minus the cool-down, in
+// RFC 3339): "" when the cool-down is off, "unknown",
+// "inside" or "past". A time that does not parse is a class of its own, for the
+// policy to judge.
+func (st *state) cooldownClass(t string, now time.Time, edge string) string {
+	if !st.versionTime {
+		return ""
+	}
+	if t == "" {
+		return "unknown"
+	}
+	if len(t) == len(edge) && t[len(t)-1] == 'Z' && edge[len(edge)-1] == 'Z' {
+		if t > edge { // published after now-cooldown: inside
+			return "inside"
+		}
+		if t < edge {
+			return "past"
+		}
+		// Equal to the second: fall through to the exact comparison.
+	}
+	published, err := time.Parse(time.RFC3339Nano, t)
+	if err != nil {
+		return "unparsed " + t
+	}
+	if now.Before(published.Add(st.cooldown)) {
+		return "inside"
+	}
+	return "past"
 }
 
 func (e *Engine) now(t time.Time) time.Time {

@@ -20,6 +20,8 @@ const factsSettings = `settings:
       - advisory: GO-2024-0002
         team: payments
         reason: accepted risk
+      - module: M.test/Exempt
+        reason: matched case-insensitively, like owners
   licenses:
     enabled: true
     deny:
@@ -39,7 +41,7 @@ func (f *factSources) options() Options {
 			switch {
 			case mod == "m.test/m" && ver < "v1.2.4":
 				return []Advisory{{ID: "GO-2024-0001", Aliases: []string{"CVE-2024-1111"}, Summary: "bad", Fixed: "v1.2.4"}}, nil
-			case mod == "m.test/n" && ver == "v1.0.0":
+			case (mod == "m.test/n" || mod == "m.test/exempt/sub") && ver == "v1.0.0":
 				return []Advisory{{ID: "GO-2024-0002", Aliases: []string{}, Fixed: ""}}, nil
 			}
 			return []Advisory{}, nil
@@ -87,6 +89,7 @@ func TestFacts(t *testing.T) {
 		{"ok/list-has-no-version", pull(web, ActionList, RoutePublic, "m.test/m", ""), ""},
 		{"fail/no-fix", pull(web, ActionZip, RoutePublic, "m.test/n", "v1.0.0"), "is affected by GO-2024-0002: no fixed version yet"},
 		{"ok/exempt-team", pull(payments, ActionZip, RoutePublic, "m.test/n", "v1.0.0"), ""},
+		{"ok/exempt-module-any-case", pull(web, ActionZip, RoutePublic, "m.test/exempt/sub", "v1.0.0"), ""},
 		{"fail/license", pull(web, ActionZip, RoutePublic, "m.test/agpl", "v1.0.0"), "it is licensed under AGPL-3.0, which team web may not use"},
 		{"ok/license-other-team", pull(payments, ActionZip, RoutePublic, "m.test/agpl", "v1.0.0"), ""},
 	}

@@ -10,11 +10,11 @@ import "net/http"
 func (s *Server) withSecureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
+		setShared(h, "X-Content-Type-Options", hvNosniff)
+		setShared(h, "X-Frame-Options", hvDeny)
+		setShared(h, "Referrer-Policy", hvNoReferrer)
 		if r.TLS != nil {
-			h.Set("Strict-Transport-Security", "max-age=31536000")
+			setShared(h, "Strict-Transport-Security", hvHSTS)
 		}
 		next.ServeHTTP(w, r)
 	})

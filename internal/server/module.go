@@ -114,15 +114,15 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.Ent
 		rec.cache, rec.source = e.Result, e.Source
 	}
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("X-Content-Type-Options", "nosniff")
+	setContentType(h, contentType)
+	setShared(h, "X-Content-Type-Options", hvNosniff)
 	if immutable {
-		h.Set("Cache-Control", "private, max-age=31536000, immutable")
+		setShared(h, "Cache-Control", hvImmutable)
 	} else {
-		h.Set("Cache-Control", "private, max-age=60")
+		setShared(h, "Cache-Control", hvShortLived)
 	}
 	if e.Object != nil {
-		h.Set("ETag", fmt.Sprintf(`"%x-%x"`, e.Size, e.ModTime.UnixNano()))
+		h.Set("ETag", etag(e.Size, e.ModTime.UnixNano()))
 		http.ServeContent(w, r, "", e.ModTime, e.Object)
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
+	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/policy"
@@ -128,6 +129,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *reco
 	// A released version never changes: not one git already has as a tag, nor
 	// one the ledger recorded with other bytes from another source.
 	if err := s.src.Publishable(ctx, rt, modPath, version, checked.ModHash, checked.ZipHash); err != nil {
+		database.MarkUnavailable(&err, "cannot publish %s@%s now (nothing was stored)", modPath, version)
 		s.writeError(w, r, err)
 		return
 	}

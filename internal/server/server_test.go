@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/testing/proxytest"
+	"github.com/modgate/modgate/internal/testing/sumdbtest"
 )
 
 // fakeUpstream serves a few fixed protocol objects and counts requests.
@@ -217,33 +219,60 @@ func TestHostileInputWritesNothing(t *testing.T) {
 	assertNoObjects(t, dir)
 }
 
+// The checksum database is proxied and cached: a real signed database
+// (sumdbtest) behind the upstream, its answers checked before they are cached,
+// and every cached answer served again without asking the upstream.
 func TestSumDBProxy(t *testing.T) {
 	t.Parallel()
-	up := newFakeUpstream(t, map[string]string{
-		"sumdb/sum.golang.org/latest":                      "go.sum database tree\n1\nhash\n",
-		"sumdb/sum.golang.org/lookup/example.com/m@v1.0.0": "1\nexample.com/m v1.0.0 h1:x=\n",
-		"sumdb/sum.golang.org/tile/8/0/000":                strings.Repeat("x", 8192),
-		"sumdb/sum.golang.org/tile/8/0/001.p/5":            strings.Repeat("y", 160),
-	})
-	ts, _ := newTestServer(t, up.URL)
-	for _, p := range []string{"latest", "lookup/example.com/m@v1.0.0", "tile/8/0/000", "tile/8/0/001.p/5"} {
-		resp, body := get(t, "GET", ts.URL+"/sumdb/sum.golang.org/"+p)
-		if resp.StatusCode != 200 || body != up.files["sumdb/sum.golang.org/"+p] {
+	up := proxytest.NewServer(t, proxytest.StandardModules()...)
+	db := sumdbtest.Mount(t, up, "sum.mod.test")
+	cfg := config.Defaults()
+	cfg.Cache.Dir = t.TempDir()
+	cfg.Upstream.Proxies = up.URL
+	cfg.Auth.Anonymous = true
+	cfg.Upstream.Retries = 0
+	cfg.SumDB.Verify = false
+	cfg.SumDB.Names = []string{db.Name()}
+	cfg.SumDB.Key = db.Key()
+	s, err := app.NewServer(app.ServerOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	base := ts.URL + "/sumdb/" + db.Name() + "/"
+
+	resp, latest := get(t, "GET", base+"latest")
+	if resp.StatusCode != 200 || !strings.HasPrefix(latest, "go.sum database tree\n") {
+		t.Fatalf("latest: %d %q", resp.StatusCode, latest)
+	}
+	size := strings.Split(latest, "\n")[1]
+	paths := []string{"latest", "lookup/" + proxytest.HelloPath + "@v1.1.0", "tile/8/0/000.p/" + size}
+	bodies := map[string]string{}
+	for _, p := range paths {
+		resp, body := get(t, "GET", base+p)
+		if resp.StatusCode != 200 {
 			t.Errorf("%s: %d %q", p, resp.StatusCode, body)
 		}
+		bodies[p] = body
 	}
-	if resp, _ := get(t, "GET", ts.URL+"/sumdb/sum.golang.org/supported"); resp.StatusCode != 200 {
+	if !strings.Contains(bodies[paths[1]], proxytest.HelloPath+" v1.1.0 h1:") {
+		t.Errorf("lookup: %q", bodies[paths[1]])
+	}
+	if resp, _ := get(t, "GET", base+"supported"); resp.StatusCode != 200 {
 		t.Errorf("supported: %d", resp.StatusCode)
 	}
 	if resp, _ := get(t, "GET", ts.URL+"/sumdb/other.example/supported"); resp.StatusCode != 404 {
 		t.Errorf("supported for unconfigured db: %d, want 404", resp.StatusCode)
 	}
-	before := up.hits.Load()
-	for _, p := range []string{"lookup/example.com/m@v1.0.0", "tile/8/0/000", "latest", "tile/8/0/001.p/5"} {
-		get(t, "GET", ts.URL+"/sumdb/sum.golang.org/"+p)
+	up.ResetRequests()
+	for _, p := range paths {
+		if _, body := get(t, "GET", base+p); body != bodies[p] {
+			t.Errorf("%s changed on the second read", p)
+		}
 	}
-	if up.hits.Load() != before {
-		t.Errorf("cached sumdb objects refetched: %d extra upstream hits", up.hits.Load()-before)
+	if n := len(up.Requests()); n != 0 {
+		t.Errorf("cached sumdb objects refetched: %d extra upstream requests %v", n, up.Paths())
 	}
 }
 

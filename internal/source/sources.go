@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"github.com/modgate/modgate/internal/verify"
 	"io"
 	"log/slog"
 	"os"
@@ -30,6 +31,9 @@ type Config struct {
 	// SumDBLatestTTL is how long the checksum database's tree head and partial
 	// tiles are cached.
 	SumDBLatestTTL time.Duration
+	// SumDBAnswers, when set, checks the answers of that checksum database
+	// before they are cached (sumdbcheck.go).
+	SumDBAnswers *verify.Answers
 	// OnIntegrityFailure, when set, is called for every private object refused
 	// because the ledger recorded other bytes for its version (for metrics).
 	OnIntegrityFailure func()

@@ -68,7 +68,7 @@ const maxSumDBSize = 1 << 20
 
 func (s *Sources) sumdbSpec(p SumDBPath) cache.Spec {
 	path := "sumdb/" + p.Name + "/" + p.Rest
-	return cache.Spec{
+	return s.sumdbChecked(cache.Spec{
 		Key:       path,
 		Immutable: p.immutable,
 		TTL:       s.cfg.SumDBLatestTTL,
@@ -76,7 +76,7 @@ func (s *Sources) sumdbSpec(p SumDBPath) cache.Spec {
 		Fetch: func(ctx context.Context) (*cache.Fetched, error) {
 			return s.public.fetchPath(ctx, path, maxSumDBSize)
 		},
-	}
+	}, p)
 }
 
 // SumDB returns a checksum database object through the cache.

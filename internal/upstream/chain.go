@@ -36,6 +36,8 @@ type Entry struct {
 	username string
 	password string
 	idle     time.Duration
+	// clientCert is the mirror's reloadable TLS client certificate, if any.
+	clientCert *clientCert
 }
 
 // Name is the mirror's URL without credentials, for logs, metrics and audit.
@@ -110,7 +112,7 @@ func NewChain(entries []Entry, cfg Config, transport http.RoundTripper, log *slo
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "modgate"
 	}
-	return &Chain{entries: entries, cfg: cfg, client: &http.Client{Transport: transport}, log: log, m: m}
+	return &Chain{entries: entries, cfg: cfg, client: &http.Client{Transport: transport, CheckRedirect: checkRedirect}, log: log, m: m}
 }
 
 // Entries returns the chain's mirrors in order.
@@ -362,4 +364,43 @@ func peek(resp *Response) (*Response, error) {
 type readCloser struct {
 	io.Reader
 	io.Closer
+}
+
+// FetchChecked is Fetch for small objects whose content can be checked (a
+// checksum database answer against its signed tree): the whole body (at most
+// buffer bytes) is read and passed to check, and an answer that fails it moves on
+// to the next mirror whatever the list's separators say — a mirror that serves a
+// forged answer is as unusable as one that is down. Nothing about the failure is
+// remembered: a repaired mirror is used again on the very next request. The error
+// is check's, from the last mirror that answered, when every mirror's answer
+// failed it.
+func (c *Chain) FetchChecked(ctx context.Context, path string, buffer int64, check func([]byte) error) (*Response, error) {
+	entries := c.entries
+	var checkErr error
+	for len(entries) > 0 {
+		resp, err := c.fetch(ctx, entries, path, buffer)
+		if err != nil {
+			if checkErr != nil {
+				return nil, checkErr
+			}
+			return nil, err
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			err = check(data)
+		}
+		if err == nil {
+			resp.Body, resp.Size = io.NopCloser(bytes.NewReader(data)), int64(len(data))
+			return resp, nil
+		}
+		c.log.WarnContext(ctx, "upstream: answer failed its check; trying the next mirror", "path", path, "mirror", resp.Source, "err", err)
+		checkErr = err
+		i := 0
+		for i < len(entries) && entries[i].Name() != resp.Source {
+			i++
+		}
+		entries = entries[min(i+1, len(entries)):]
+	}
+	return nil, checkErr
 }

@@ -73,13 +73,14 @@ func NewMirror(mc MirrorConfig, base Config) (Entry, error) {
 		}
 		tlsCfg.RootCAs = pool
 	}
+	var cc *clientCert
 	if mc.ClientCertFile != "" {
-		// Loaded once: rotating an upstream client certificate is a restart.
-		cert, err := tls.LoadX509KeyPair(mc.ClientCertFile, mc.ClientKeyFile)
+		// Reloaded when its files change (clientCert), so rotating it is no restart.
+		cc, err = newClientCert(mc.ClientCertFile, mc.ClientKeyFile)
 		if err != nil {
 			return Entry{}, fmt.Errorf("upstream: mirror %s: loading client certificate: %w", host, err)
 		}
-		tlsCfg.Certificates = []tls.Certificate{cert}
+		tlsCfg.GetClientCertificate = cc.get
 	}
 	if mc.Username != "" {
 		b, err := os.ReadFile(mc.PasswordFile)
@@ -101,20 +102,17 @@ func NewMirror(mc MirrorConfig, base Config) (Entry, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	e.client = &http.Client{
-		Transport: transport,
-		// Credentials are for this mirror only: never follow a redirect to another
-		// host with them.
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return fmt.Errorf("stopped after 10 redirects")
-			}
-			if req.URL.Host != via[0].URL.Host {
-				req.Header.Del("Authorization")
-			}
-			return nil
-		},
+	var rt http.RoundTripper = transport
+	if cc != nil {
+		// Another origin reached by a redirect gets the same trust roots but no
+		// client certificate.
+		other := transport.Clone()
+		other.TLSClientConfig = tlsCfg.Clone()
+		other.TLSClientConfig.GetClientCertificate = nil
+		rt = &originTransport{origin: e.URL, own: transport, other: other}
 	}
+	e.client = &http.Client{Transport: rt, CheckRedirect: checkRedirect}
+	e.clientCert = cc
 	return e, nil
 }
 

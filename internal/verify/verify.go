@@ -216,7 +216,12 @@ func (v *Verifier) lookup(path, vers string) ([]string, error) {
 	}
 	v.mu.Unlock()
 	lines, err := c.Lookup(path, vers)
-	if err != nil && strings.Contains(err.Error(), "initializing sumdb.Client") {
+	// sumdb.Client remembers the result of every lookup, errors included, for its
+	// whole life: a lookup that failed once because a mirror was down or served a
+	// bad answer would fail for ever after the mirror is repaired. So a client that
+	// failed for any reason other than the database's own misbehaviour (which must
+	// keep failing) is replaced, as is one whose initialisation failed.
+	if err != nil && (!misbehaving(err) || strings.Contains(err.Error(), "initializing sumdb.Client")) {
 		v.mu.Lock()
 		if v.client == c {
 			v.client = nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/semver"
@@ -26,9 +27,10 @@ type Advisory struct {
 // indexed by module for lookups. Build makes one; a refresh replaces it whole.
 type DB struct {
 	modified time.Time
-	// files maps an endpoint ("index/modules.json", "ID/GO-2024-1234.json",
-	// each also with ".gz") to its bytes.
+	// files maps an endpoint ("index/modules.json", "ID/GO-2024-1234.json")
+	// to its bytes; gz holds the gzip variants made so far (name → []byte).
 	files map[string][]byte
+	gz    sync.Map
 	// byModule lists, for each module path, the reports that name it.
 	byModule map[string][]*Entry
 	entries  map[string]*Entry
@@ -60,7 +62,7 @@ type vulnMeta struct {
 // advisories.
 func Build(reports [][]byte, origin string) (*DB, error) {
 	db := &DB{
-		files:    make(map[string][]byte, 2*len(reports)+6),
+		files:    make(map[string][]byte, len(reports)+3),
 		byModule: map[string][]*Entry{},
 		entries:  make(map[string]*Entry, len(reports)),
 		Origin:   origin,
@@ -124,24 +126,37 @@ func Build(reports [][]byte, origin string) (*DB, error) {
 	return db, nil
 }
 
-// put stores a file and its gzip variant.
+// put stores a file; its gzip variant is made when first asked for (File).
 func (db *DB) put(name string, b []byte) error {
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
-	if _, err := zw.Write(b); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
 	db.files[name] = b
-	db.files[name+".gz"] = gz.Bytes()
 	return nil
 }
 
+// gzipped compresses b.
+func gzipped(b []byte) []byte {
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
+	zw.Write(b) // a bytes.Buffer does not fail
+	zw.Close()
+	return gz.Bytes()
+}
+
 // File returns the file at name ("index/modules.json.gz", "ID/GO-2024-1234.json"),
-// and whether it exists.
+// and whether it exists. A .gz variant is compressed on first request and kept:
+// govulncheck reads the indexes and a few reports, so compressing thousands of
+// reports up front would only delay every refresh.
 func (db *DB) File(name string) ([]byte, bool) {
+	if plain, ok := strings.CutSuffix(name, ".gz"); ok {
+		if gz, ok := db.gz.Load(plain); ok {
+			return gz.([]byte), true
+		}
+		b, ok := db.files[plain]
+		if !ok {
+			return nil, false
+		}
+		gz, _ := db.gz.LoadOrStore(plain, gzipped(b))
+		return gz.([]byte), true
+	}
 	b, ok := db.files[name]
 	return b, ok
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/modgate/modgate/internal/derrors"
 )
 
@@ -31,6 +33,8 @@ type Config struct {
 	Dir    string
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Registerer exports the service's metrics; nil keeps them unexported.
+	Registerer prometheus.Registerer
 }
 
 // Service keeps a current copy of the database: it loads it from the source,
@@ -46,6 +50,10 @@ type Service struct {
 	statusMu sync.Mutex
 	lastErr  error
 	lastErrT time.Time
+
+	reports     prometheus.Gauge
+	lastSuccess prometheus.Gauge
+	failures    prometheus.Counter
 }
 
 type loaded struct {
@@ -65,10 +73,27 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger}
+	s := &Service{cfg: cfg, log: cfg.Logger,
+		reports: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modgate_vulndb_reports",
+			Help: "Reports in the vulnerability database copy in force.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modgate_vulndb_last_refresh_success_timestamp_seconds",
+			Help: "When the vulnerability database source last answered (Unix time).",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "modgate_vulndb_refresh_failures_total",
+			Help: "Refreshes of the vulnerability database that failed (the last good copy stayed in force).",
+		}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(s.reports, s.lastSuccess, s.failures)
+	}
 	if cfg.Dir != "" {
 		if db, at, err := readSnapshot(filepath.Join(cfg.Dir, "snapshot.zip")); err == nil {
 			s.cur.Store(&loaded{db: db, loadedAt: at})
+			s.reports.Set(float64(db.Len()))
 			s.log.Info("vulndb: serving the last good copy until the source answers", "origin", db.Origin, "reports", db.Len())
 		} else if !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("vulndb: ignoring an unreadable snapshot", "err", err)
@@ -109,10 +134,13 @@ func (s *Service) Refresh(ctx context.Context) error {
 	defer s.statusMu.Unlock()
 	if err != nil {
 		s.lastErr, s.lastErrT = err, s.cfg.Now()
+		s.failures.Inc()
 		return err
 	}
 	s.lastErr = nil
 	s.cur.Store(&loaded{db: db, loadedAt: s.cfg.Now()})
+	s.reports.Set(float64(db.Len()))
+	s.lastSuccess.Set(float64(s.cfg.Now().Unix()))
 	if unchanged {
 		if s.cfg.Dir != "" {
 			now := s.cfg.Now()

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/testing/vulntest"
 )
@@ -213,6 +216,8 @@ func TestURLSourceStaleIfError(t *testing.T) {
 		Refresh: time.Hour, StaleIfError: 24 * time.Hour, Dir: dir,
 		Now: func() time.Time { return now },
 	}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	svc := New(cfg)
 	if _, _, err := svc.Open("index/db.json"); !errors.Is(err, derrors.Unavailable) {
 		t.Fatalf("before loading: %v, want Unavailable", err)
@@ -249,6 +254,12 @@ func TestURLSourceStaleIfError(t *testing.T) {
 	if detail, err := svc.Status(); err != nil || !strings.Contains(detail, "last refresh failed") {
 		t.Errorf("Status = %q, %v", detail, err)
 	}
+	if n, f := testutil.ToFloat64(svc.reports), testutil.ToFloat64(svc.failures); n != 3 || f != 1 {
+		t.Errorf("metrics: %v reports, %v failures; want 3, 1", n, f)
+	}
+	if c, err := testutil.GatherAndCount(reg, "modgate_vulndb_reports", "modgate_vulndb_refresh_failures_total", "modgate_vulndb_last_refresh_success_timestamp_seconds"); err != nil || c != 3 {
+		t.Errorf("exported metrics: %d, %v", c, err)
+	}
 	now = now.Add(48 * time.Hour)
 	if _, _, err := svc.Open("index/modules.json.gz"); !errors.Is(err, derrors.Unavailable) {
 		t.Errorf("copy beyond stale_if_error served: %v", err)
@@ -257,6 +268,7 @@ func TestURLSourceStaleIfError(t *testing.T) {
 	// A restart while the upstream is down serves the snapshot.
 	cfg.Now = time.Now
 	cfg.StaleIfError = 0
+	cfg.Registerer = nil
 	again := New(cfg)
 	if got := again.Affecting("m.test/m", "v1.0.0"); len(got) != 1 {
 		t.Errorf("snapshot after restart: %+v", got)
