@@ -64,11 +64,7 @@ func (s *Sources) Publishable(ctx context.Context, rt route.Route, modulePath, v
 	}
 	recorded, err := s.ledger.Recorded(ctx, modulePath, version)
 	if err != nil {
-		if errors.Is(err, derrors.Unavailable) {
-			// Said as the registry says it: the publish needs the database.
-			return derrors.WithCause(derrors.Unavailable, err, "cannot publish %s@%s now (nothing was stored): modgate's database is unreachable; try again when it is back", modulePath, version)
-		}
-		return err
+		return err // the publish handler says what an unreachable database means
 	}
 	for _, p := range recorded {
 		if p.Source == "published" {
