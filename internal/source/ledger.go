@@ -64,7 +64,7 @@ func (s *Sources) Publishable(ctx context.Context, rt route.Route, modulePath, v
 	}
 	recorded, err := s.ledger.Recorded(ctx, modulePath, version)
 	if err != nil {
-		return err
+		return err // the publish handler says what an unreachable database means
 	}
 	for _, p := range recorded {
 		if p.Source == "published" {
