@@ -141,6 +141,10 @@ type Writer struct {
 
 	spoolBytes atomic.Int64 // bytes in the spool directory
 	unshipped  atomic.Int64 // rows in the spool not yet in PostgreSQL
+	// lastShip is when rows last reached PostgreSQL (Unix nanoseconds; the
+	// writer's start before the first): the audit lag is now minus this while
+	// unshipped is not zero.
+	lastShip atomic.Int64
 	pgOK       atomic.Bool  // the last PostgreSQL write succeeded
 	spoolOK    atomic.Bool
 	headSnap   atomic.Pointer[chainHead] // the committer's head, for the log
@@ -196,6 +200,7 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 		sealed:     map[int64]int64{},
 	}
 	w.shipCtx, w.shipCancel = context.WithCancel(context.Background())
+	w.lastShip.Store(time.Now().UnixNano())
 	w.m = newMetrics(reg, w)
 	defer func() {
 		if err != nil {
@@ -486,6 +491,7 @@ func (w *Writer) commit(rows []Row) error {
 	}
 	w.pgOK.Store(true)
 	w.m.written.Add(float64(n))
+	w.lastShip.Store(time.Now().UnixNano())
 	h := w.head
 	w.headSnap.Store(&h)
 	return nil
