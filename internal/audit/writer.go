@@ -145,9 +145,9 @@ type Writer struct {
 	// writer's start before the first): the audit lag is now minus this while
 	// unshipped is not zero.
 	lastShip atomic.Int64
-	pgOK       atomic.Bool  // the last PostgreSQL write succeeded
-	spoolOK    atomic.Bool
-	headSnap   atomic.Pointer[chainHead] // the committer's head, for the log
+	pgOK     atomic.Bool // the last PostgreSQL write succeeded
+	spoolOK  atomic.Bool
+	headSnap atomic.Pointer[chainHead] // the committer's head, for the log
 }
 
 // batch is one group commit: every Record that arrived while the previous fsync ran.
