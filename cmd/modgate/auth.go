@@ -17,15 +17,21 @@ import (
 
 const authUsage = `usage: modgate auth [flags] [url]
 
-A GOAUTH helper (Go 1.24+; see 'go help goauth'). Enable it with
+A GOAUTH helper (Go 1.24+; see 'go help goauth'). Enable it BEFORE netrc:
 
-    go env -w GOAUTH='netrc;modgate auth'
+    go env -w GOAUTH='modgate auth;netrc'
 
-It prints an "Authorization: Bearer" header for each modgate proxy you signed
-in to with 'modgate login', refreshing tokens that are about to expire. When
-the go command passes a URL (after the proxy answered 4xx) it prints the
-header for that URL's proxy only, refreshing the token first if the proxy
-answered 401.
+When several GOAUTH entries have credentials for a URL the leftmost wins, so
+the helper must come first for its refreshed token to replace the one
+'modgate login' wrote to your netrc file; netrc stays as the fallback.
+
+It prints an Authorization header for each modgate proxy you signed in to
+with 'modgate login' (the ID token, with the access token beside it for the
+identity provider's userinfo endpoint), refreshing tokens that are about to
+expire. When the go command passes a URL (after the proxy answered 4xx) it
+prints the header for that URL's proxy only, refreshing the token first if
+the proxy answered 401. It trusts the CA certificates given to
+'modgate login --ca-file' when it talks to the identity provider.
 
 Flags:
 `
@@ -44,7 +50,7 @@ func authMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		fs.PrintDefaults()
 	}
 	credentials := fs.String("credentials", "", "credentials file written by 'modgate login' (default <user config dir>/modgate/credentials.json)")
-	caFile := fs.String("ca-file", "", "PEM file with extra CA certificates to trust for the identity provider")
+	caFile := fs.String("ca-file", "", "PEM file with extra CA certificates to trust for the identity provider (default: those given to 'modgate login --ca-file')")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -66,9 +72,16 @@ func authMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if err != nil {
 		return err
 	}
-	client, err := httpClientWithCA(*caFile)
-	if err != nil {
-		return err
+	// nil: each credential's own CA certificates, stored at login.
+	var client *http.Client
+	if *caFile != "" {
+		pem, err := readCAFile(*caFile)
+		if err != nil {
+			return err
+		}
+		if client, err = login.NewHTTPClient(pem); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -120,5 +133,5 @@ func authMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 // writeCredentialSet prints one block of the GOAUTH response format:
 // URL lines, a blank line, header lines, a blank line.
 func writeCredentialSet(w io.Writer, c login.Credential) {
-	fmt.Fprintf(w, "%s\n\nAuthorization: Bearer %s\n\n", strings.TrimSuffix(c.Proxy, "/"), c.IDToken)
+	fmt.Fprintf(w, "%s\n\nAuthorization: %s\n\n", strings.TrimSuffix(c.Proxy, "/"), c.Header())
 }

@@ -87,13 +87,15 @@ func TestRunAuth(t *testing.T) {
 		if !ok {
 			t.Fatalf("no credentials for %s in %q", proxy, out)
 		}
-		tok, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
-		if !ok {
-			t.Fatalf("Authorization = %q", h.Get("Authorization"))
-		}
 		r, _ := http.NewRequest(http.MethodGet, proxy+"/x/@v/list", nil)
 		r.RemoteAddr = "127.0.0.1:1"
-		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Authorization", h.Get("Authorization"))
+		// Basic: the access token as login, the ID token as password, as
+		// the go command sends the .netrc entry modgate login writes.
+		at, tok, ok := r.BasicAuth()
+		if !ok || at == "" || at == login.NetrcLogin {
+			t.Fatalf("Authorization = %q, want Basic access-token:id-token", h.Get("Authorization"))
+		}
 		if _, err := a.Authenticate(r); err != nil {
 			t.Fatalf("modgate refuses the helper's token: %v", err)
 		}
@@ -151,8 +153,9 @@ func TestGOAUTHHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
-// TestGoCommandUsesGOAUTH runs the real go command with GOAUTH set to the
-// helper and no .netrc: the go command must send the helper's Bearer token.
+// TestGoCommandUsesGOAUTH runs the real go command with GOAUTH set as
+// documented, the helper before netrc, and a .netrc holding an expired token:
+// the go command must send the helper's token, never the .netrc one.
 func TestGoCommandUsesGOAUTH(t *testing.T) {
 	t.Parallel()
 	p := oidctest.Start(t)
@@ -164,8 +167,8 @@ func TestGoCommandUsesGOAUTH(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
-		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-			bearer.Add(1)
+		if u, _, ok := r.BasicAuth(); ok && u != login.NetrcLogin {
+			bearer.Add(1) // the helper's credentials: access token and ID token
 		}
 		switch r.URL.Path {
 		case "/example.com/m/@v/list":
@@ -186,6 +189,9 @@ func TestGoCommandUsesGOAUTH(t *testing.T) {
 		t.Fatal(err)
 	}
 	home := t.TempDir()
+	netrcPath := filepath.Join(home, ".netrc")
+	expired := p.IssueToken("alice@example.com", nil, oidctest.WithExpiry(time.Now().Add(-time.Minute)))
+	os.WriteFile(netrcPath, []byte("machine "+strings.TrimPrefix(proxy.URL, "https://")+" login modgate password "+expired+"\n"), 0o600)
 	caPath := filepath.Join(home, "ca.pem")
 	os.WriteFile(caPath, append(pemCert(proxy.Certificate().Raw), pemCert(p.Certificate().Raw)...), 0o644)
 	goList := func() {
@@ -193,8 +199,8 @@ func TestGoCommandUsesGOAUTH(t *testing.T) {
 		cmd := exec.Command("go", "list", "-m", "-versions", "example.com/m@latest")
 		cmd.Dir = home
 		cmd.Env = append(os.Environ(),
-			"HOME="+home, "NETRC="+filepath.Join(home, "no-netrc"),
-			"GOAUTH="+exe+" -test.run=^TestGOAUTHHelperProcess$",
+			"HOME="+home, "NETRC="+netrcPath,
+			"GOAUTH="+exe+" -test.run=^TestGOAUTHHelperProcess$;netrc",
 			"MODGATE_TEST_GOAUTH=1", "MODGATE_TEST_CREDENTIALS="+credPath, "MODGATE_TEST_CA="+caPath,
 			"GOPROXY="+proxy.URL, "GONOSUMDB=*", "GOFLAGS=", "GO111MODULE=on",
 			"GOMODCACHE="+t.TempDir(), "GOENV=off", "SSL_CERT_FILE="+caPath,

@@ -17,6 +17,7 @@ import (
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/mirror"
+	"github.com/modgate/modgate/internal/route"
 	"github.com/modgate/modgate/internal/storage"
 )
 
@@ -115,6 +116,9 @@ func runBundleExport(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
+	// The router's answer to "is this path private?", the same as the server's.
+	router := route.New(cfg.Private.AllPatterns(), nil)
+	opts.Private = func(p string) bool { return router.Of(p).Private() }
 	sum, err := mirror.Export(ctx, cfg.Cache.Dir, *out, opts)
 	line := map[string]any{"action": "bundle-export", "bundle": *out, "ok": err == nil, "objects": sum.Objects, "modules": sum.Modules, "bytes": sum.Bytes}
 	if err != nil {

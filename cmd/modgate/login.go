@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -20,18 +19,22 @@ const loginUsage = `usage: modgate login [flags] [proxy-url]
 
 Signs you in to a modgate proxy with your company identity provider (OIDC
 device flow: open the printed URL in a browser and confirm the code), then
-stores the ID token as the password for the proxy's host:port in ~/.netrc
-(mode 0600; other entries are kept) and in the credentials file used by
+stores the tokens for the proxy's host:port in your netrc file ($NETRC, else
+~/.netrc; on Windows %USERPROFILE%\_netrc, or .netrc if only that exists),
+mode 0600 with other entries kept, and in the credentials file used by
 'modgate auth'. Prints the 'go env -w' line that points the go command at the
 proxy.
 
-Tokens expire (typically after an hour). Run 'modgate login' again, or let the
-go command refresh the token itself (Go 1.24+):
+ID tokens expire (typically after an hour). Let the go command refresh them
+itself (Go 1.24+), with the helper FIRST:
 
-    go env -w GOAUTH='netrc;modgate auth'
+    go env -w GOAUTH='modgate auth;netrc'
 
-With only a proxy URL, the proxy names its identity provider; otherwise pass
---issuer and --client-id.
+The leftmost GOAUTH entry that has credentials for a URL wins, so with netrc
+first the go command would keep sending the expired token from the netrc file.
+
+With only a proxy URL, the proxy names its identity provider and the scopes
+to request; otherwise pass --issuer and --client-id (and --scopes).
 
 Flags:
 `
@@ -41,17 +44,17 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), loginUsage)
+		io.WriteString(fs.Output(), loginUsage)
 		fs.PrintDefaults()
 	}
 	var (
 		proxy       = fs.String("proxy", "", "modgate URL as used in GOPROXY, e.g. https://modgate.corp.example:8443 (or the first argument)")
 		issuer      = fs.String("issuer", "", "OIDC issuer URL (default: asked from the proxy)")
 		clientID    = fs.String("client-id", "", "OIDC client id registered for modgate login (default: asked from the proxy)")
-		scopes      = fs.String("scopes", strings.Join(login.DefaultScopes, ","), "comma-separated OIDC scopes to request")
+		scopes      = fs.String("scopes", "", "comma-separated OIDC scopes to request (default: those the proxy publishes, else "+strings.Join(login.DefaultScopes, ",")+")")
 		netrcPath   = fs.String("netrc", "", "the .netrc file to update (default $NETRC or ~/.netrc)")
 		credentials = fs.String("credentials", "", "credentials file for 'modgate auth' (default <user config dir>/modgate/credentials.json)")
-		caFile      = fs.String("ca-file", "", "PEM file with extra CA certificates to trust for the proxy and the identity provider")
+		caFile      = fs.String("ca-file", "", "PEM file with extra CA certificates to trust for the proxy and the identity provider (kept with the credentials for 'modgate auth')")
 		private     = fs.String("private", "", "your private module patterns (GOPRIVATE syntax), for the printed GONOSUMDB setting")
 		timeout     = fs.Duration("timeout", 15*time.Minute, "give up waiting for approval after this long")
 	)
@@ -72,11 +75,16 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.Usage()
 		return errors.New("login: the proxy URL is required")
 	}
-	client, err := httpClientWithCA(*caFile)
+	caPEM, err := readCAFile(*caFile)
+	if err != nil {
+		return err
+	}
+	client, err := login.NewHTTPClient(caPEM)
 	if err != nil {
 		return err
 	}
 	cfg := login.Config{
+		CAPEM:           caPEM,
 		ProxyURL:        *proxy,
 		Issuer:          *issuer,
 		ClientID:        *clientID,
@@ -98,34 +106,58 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fmt.Fprintf(stdout, "\nSigned in as %s; the token is valid until %s.\n", res.Subject, res.Expiry.Local().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(stdout, "Stored it for machine %s in %s.\n\n", res.Machine, res.NetrcPath)
+	fmt.Fprintf(stdout, "Stored it for machine %s in %s (scopes %s).\n\n", res.Machine, res.NetrcPath, strings.Join(res.Scopes, " "))
 	fmt.Fprintf(stdout, "Point the go command at modgate:\n\n    %s\n\n", login.Advice(*proxy, *private))
-	if res.HasRefreshToken {
-		fmt.Fprintf(stdout, "When the token expires, run 'modgate login' again, or let the go command refresh it (Go 1.24+):\n\n    go env -w GOAUTH='netrc;modgate auth'\n")
-	} else {
-		fmt.Fprintf(stdout, "When the token expires, run 'modgate login' again.\n")
+	if !res.HasRefreshToken {
+		fmt.Fprintf(stdout, "The identity provider issued no refresh token: when the token expires, run 'modgate login' again.\n")
+		return nil
+	}
+	goauth, known := currentGOAUTH(ctx)
+	switch advice := login.GOAUTHAdvice(goauth); {
+	case !known:
+		fmt.Fprintf(stdout, "Let the go command refresh the token when it expires (Go 1.24+), the helper first:\n\n    go env -w GOAUTH='%s'\n", login.GOAUTH)
+	case advice != "":
+		fmt.Fprint(stdout, advice)
+	default:
+		fmt.Fprintf(stdout, "GOAUTH=%s: the go command refreshes the token through 'modgate auth'.\n", goauth)
 	}
 	return nil
+}
+
+// currentGOAUTH asks the go command for its GOAUTH setting (the environment,
+// then go env -w). known is false when there is no go command to ask.
+func currentGOAUTH(ctx context.Context) (goauth string, known bool) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOAUTH").Output()
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSpace(string(out)), true
+}
+
+// readCAFile returns the PEM in path; "" reads nothing.
+func readCAFile(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading --ca-file: %w", err)
+	}
+	return pem, nil
 }
 
 // httpClientWithCA returns a client trusting the system roots plus the
 // certificates in caFile, if given.
 func httpClientWithCA(caFile string) (*http.Client, error) {
-	if caFile == "" {
-		return &http.Client{Timeout: 30 * time.Second}, nil
-	}
-	pem, err := os.ReadFile(caFile)
+	pem, err := readCAFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading --ca-file: %w", err)
+		return nil, err
 	}
-	pool, err := x509.SystemCertPool()
+	client, err := login.NewHTTPClient(pem)
 	if err != nil {
-		pool = x509.NewCertPool()
+		return nil, fmt.Errorf("--ca-file %s: %w", caFile, err)
 	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca-file %s: no PEM certificates", caFile)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+	return client, nil
 }

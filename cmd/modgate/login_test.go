@@ -48,7 +48,7 @@ func TestRunLogin(t *testing.T) {
 		"confirm the code: ",
 		"Signed in as alice@example.com",
 		"go env -w GOPROXY=https://modgate.test:8443 GONOSUMDB=corp.example.com/* GOSUMDB=sum.golang.org",
-		"go env -w GOAUTH='netrc;modgate auth'",
+		"go env -w GOAUTH='modgate auth;netrc'",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -120,6 +120,7 @@ func TestGoCommandUsesNetrc(t *testing.T) {
 	var authed, refused atomic.Int64
 	proxy := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := a.Authenticate(r); err != nil {
+			t.Logf("refused %s: %v", r.URL.Path, err)
 			refused.Add(1)
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"github.com/modgate/modgate/internal/app"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/testing/pgtest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 )
@@ -45,7 +45,7 @@ func TestSyncAndBundleCommands(t *testing.T) {
 	cfg.Auth.Anonymous = true
 	cfg.SumDB.Names = nil
 	cfg.SumDB.Verify = false // the fixtures are in no checksum database modgate can verify against
-	s, err := server.New(server.Options{Config: cfg})
+	s, err := app.NewServer(app.ServerOptions{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

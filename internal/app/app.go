@@ -19,13 +19,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/console"
 	"github.com/modgate/modgate/internal/database"
+	"github.com/modgate/modgate/internal/gate"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/mirror"
 	"github.com/modgate/modgate/internal/policy"
@@ -42,6 +42,7 @@ type App struct {
 	log     *slog.Logger
 	pool    *pgxpool.Pool
 	server  *server.Server
+	core    *Core
 	policy  *policy.Engine
 	audit   *audit.Writer
 	closers []func()
@@ -87,7 +88,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
-	var pol server.Policy
+	var pol gate.Policy
 	var engine *policy.Engine
 	if cfg.Policy.Dir != "" {
 		engine, err = policy.Load(ctx, cfg.Policy.Dir, policy.Options{
@@ -106,7 +107,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	// One store for the cache and published versions: uploads are received in its
 	// scratch directory, so a disk store's Put is a rename.
-	var published server.Published
+	var published Registry
 	if a.pool != nil {
 		published = publish.NewRegistry(a.pool, store, log)
 	}
@@ -139,30 +140,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	} else {
 		log.Warn("no database configured: the audit trail is off (requests are only logged)")
 	}
-	var consoleHandler http.Handler
-	if cfg.Console.Enabled {
-		c, err := a.console(reg, engine, auditor)
-		if err != nil {
-			return nil, err
-		}
-		consoleHandler = c
-	}
-	a.server, err = server.New(server.Options{
+	sopts := ServerOptions{
 		Config:        cfg,
 		Logger:        log,
 		Registry:      reg,
+		Store:         store,
+		FillLock:      fillLock,
 		Authenticator: authn,
 		Policy:        pol,
 		Audit:         auditor,
 		AuditQuery:    a.auditQuery(),
 		Published:     published,
-		Store:         store,
-		FillLock:      fillLock,
-		Console:       consoleHandler,
-	})
+	}
+	if cfg.Console.Enabled {
+		sopts.Console = func(c *Core) (http.Handler, error) { return a.console(reg, engine, auditor, c) }
+	}
+	core, err := Build(sopts)
 	if err != nil {
 		return nil, err
 	}
+	a.core, a.server = core, core.Server
 	if a.audit != nil {
 		a.server.AddReadyCheck("audit", func(context.Context) (string, error) { return "", a.audit.Healthy() })
 	}
@@ -288,7 +285,7 @@ func (a *App) authenticator() (server.Authenticator, error) {
 // console builds the web console. It reads the client certificate through the
 // server's TLS state, which exists only once the server does: the closure looks
 // it up per request.
-func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor server.Auditor) (*console.Console, error) {
+func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor server.Auditor, c *Core) (*console.Console, error) {
 	cc := a.cfg.Console
 	opts := console.Options{
 		Logger:     a.log,
@@ -297,21 +294,19 @@ func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor s
 		PolicyDir:  a.cfg.Policy.Dir,
 		Replica:    a.cfg.Replica,
 		CertIdentity: func(r *http.Request) (*identity.Identity, error) {
-			if a.server == nil || a.server.TLS() == nil {
+			if c.TLS == nil {
 				return nil, nil
 			}
-			return a.server.TLS().IdentityFromTLS(r.TLS)
+			return c.TLS.IdentityFromTLS(r.TLS)
 		},
-		Route: func(mod string) policy.Route {
-			if p := a.cfg.Private.Patterns; p != "" && module.MatchPrefixPatterns(p, mod) {
-				return policy.RoutePrivate
-			}
-			return policy.RoutePublic
-		},
+		// The same router as every request's: the what-if answers what a
+		// request would get.
+		Route: func(mod string) policy.Route { return gate.PolicyRoute(c.Router.Of(mod)) },
 	}
-	// Interfaces get nil, not typed nils, when a piece is off.
+	// Interfaces get nil, not typed nils, when a piece is off. The console's
+	// pages and what-if are decided by the gate, like every other request.
 	if engine != nil {
-		opts.Policy, opts.PolicyStatus = engine, engine.Status
+		opts.Policy, opts.PolicyStatus = c.Gate, engine.Status
 	}
 	if a.pool != nil {
 		opts.DB = a.pool
@@ -343,7 +338,7 @@ func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor s
 			RedirectURL: cc.RedirectURL,
 			Scopes:      cc.Scopes,
 			Verifier:    v,
-			HTTPClient:  ocfg.HTTPClient,
+			HTTPClient:  v.HTTPClient(), // trusts auth.oidc.ca_file
 		}
 		if cc.ClientSecretFile != "" {
 			secret, err := os.ReadFile(cc.ClientSecretFile)

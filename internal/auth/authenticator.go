@@ -128,7 +128,7 @@ func NewAuthenticator(cfg AuthenticatorConfig) (*Authenticator, error) {
 func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, error) {
 	ctx := r.Context()
 	src := sourceKey(r.RemoteAddr)
-	secret, err := credential(r)
+	secret, accessToken, err := credential(r)
 	if errors.Is(err, errNoCredentials) {
 		return nil, derrors.New(derrors.Unauthenticated, ReasonNoCredentials)
 	}
@@ -158,7 +158,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, error
 		if a.oidc == nil {
 			err = derrors.New(derrors.Unauthenticated, ReasonOIDCDisabled)
 		} else {
-			id, err = a.oidc.Verify(ctx, secret)
+			id, err = a.oidc.Verify(WithAccessToken(ctx, accessToken), secret)
 		}
 	}
 	if err == nil && id == nil {

@@ -2,11 +2,14 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -59,8 +62,23 @@ type OIDCConfig struct {
 	// get 503 "identity provider unavailable" until discovery succeeds.
 	DiscoveryRetry time.Duration `yaml:"discovery_retry"`
 
-	// HTTPClient talks to the IdP (nil: a client with a 10s timeout). Tests and
-	// private CAs set it.
+	// CAFile is a PEM file of CA certificates trusted, besides the system's, for
+	// the IdP's TLS (discovery, JWKS, userinfo, and the console's sign-in): an
+	// IdP behind a company CA needs no SSL_CERT_FILE for the whole process.
+	CAFile string `yaml:"ca_file"`
+	// GroupsSource says where the groups claim is read (default "auto"):
+	//   - "id_token": the ID token only;
+	//   - "userinfo": the IdP's userinfo endpoint only, called with the access
+	//     token the client sends beside the ID token;
+	//   - "auto": the ID token when it has the claim, else userinfo when the
+	//     client sent an access token (IdPs that keep user claims out of ID
+	//     tokens issued at the token endpoint).
+	// Userinfo answers are cached per access token until the ID token expires,
+	// for at most UserinfoCacheSize tokens.
+	GroupsSource string `yaml:"groups_source"`
+
+	// HTTPClient talks to the IdP (nil: a client with a 10s timeout trusting
+	// the system roots and CAFile). Tests set it.
 	HTTPClient *http.Client `yaml:"-"`
 }
 
@@ -70,6 +88,15 @@ const (
 	DefaultUnknownKeyCooldown = 30 * time.Second
 	DefaultKeysMaxAge         = time.Hour
 	DefaultDiscoveryRetry     = 5 * time.Second
+	// UserinfoCacheSize bounds the userinfo answers kept (one per access token).
+	UserinfoCacheSize = 10000
+)
+
+// Groups sources (OIDCConfig.GroupsSource).
+const (
+	GroupsAuto     = "auto"
+	GroupsIDToken  = "id_token"
+	GroupsUserinfo = "userinfo"
 )
 
 var supportedAlgs = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
@@ -109,6 +136,11 @@ func (c *OIDCConfig) Validate() error {
 			return fmt.Errorf("oidc: unsupported signing algorithm %q", a)
 		}
 	}
+	switch c.GroupsSource {
+	case "", GroupsAuto, GroupsIDToken, GroupsUserinfo:
+	default:
+		return fmt.Errorf("oidc: groups_source %q: want auto, id_token or userinfo", c.GroupsSource)
+	}
 	if c.UnknownKeyCooldown < 0 || c.KeysMaxAge < 0 || c.DiscoveryRetry < 0 {
 		return errors.New("oidc: durations must not be negative")
 	}
@@ -128,7 +160,8 @@ type OIDCVerifier struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	ready atomic.Pointer[oidcState]
+	ready    atomic.Pointer[oidcState]
+	userinfo *userinfoCache
 
 	mu          sync.Mutex // serialises discovery
 	lastAttempt time.Time
@@ -138,6 +171,8 @@ type OIDCVerifier struct {
 type oidcState struct {
 	verifier *oidc.IDTokenVerifier
 	keys     *remoteKeys
+	// userinfoURL is the discovered userinfo_endpoint; empty if the IdP has none.
+	userinfoURL string
 }
 
 // NewOIDCVerifier returns a verifier for cfg. It does not contact the IdP:
@@ -165,16 +200,51 @@ func NewOIDCVerifier(cfg OIDCConfig, logger *slog.Logger) (*OIDCVerifier, error)
 	if cfg.DiscoveryRetry == 0 {
 		cfg.DiscoveryRetry = DefaultDiscoveryRetry
 	}
+	if cfg.GroupsSource == "" {
+		cfg.GroupsSource = GroupsAuto
+	}
 	algs := cfg.SigningAlgorithms
 	if len(algs) == 0 {
 		algs = []string{"RS256", "ES256"}
 	}
 	client := cfg.HTTPClient
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		var err error
+		if client, err = IdPHTTPClient(cfg.CAFile); err != nil {
+			return nil, err
+		}
 	}
-	return &OIDCVerifier{cfg: cfg, algs: algs, client: client, logger: logger, now: time.Now}, nil
+	return &OIDCVerifier{cfg: cfg, algs: algs, client: client, logger: logger, now: time.Now,
+		userinfo: newUserinfoCache(UserinfoCacheSize)}, nil
 }
+
+// IdPHTTPClient returns a client for talking to the IdP: a 10s timeout, and
+// the system roots plus the certificates in caFile when it is set.
+func IdPHTTPClient(caFile string) (*http.Client, error) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	if caFile == "" {
+		return client, nil
+	}
+	pemData, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: ca_file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("oidc: ca_file %s: no PEM certificates", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	client.Transport = tr
+	return client, nil
+}
+
+// HTTPClient returns the client the verifier talks to the IdP with, for other
+// parts of modgate that talk to the same IdP (the console's sign-in).
+func (v *OIDCVerifier) HTTPClient() *http.Client { return v.client }
 
 // Discover fetches the issuer's discovery document now, if it has not been
 // fetched yet. Call it at startup to warm up, and from readiness checks; a
@@ -214,7 +284,8 @@ func (v *OIDCVerifier) state(ctx context.Context) (*oidcState, error) {
 		return nil, v.lastErr
 	}
 	var doc struct {
-		JWKSURI string `json:"jwks_uri"`
+		JWKSURI     string `json:"jwks_uri"`
+		UserinfoURL string `json:"userinfo_endpoint"`
 	}
 	if err := p.Claims(&doc); err != nil || doc.JWKSURI == "" {
 		v.lastErr = derrors.WithCause(derrors.Unavailable, fmt.Errorf("oidc discovery for %s: no jwks_uri", v.cfg.Issuer), ReasonIdPUnavailable)
@@ -234,7 +305,8 @@ func (v *OIDCVerifier) state(ctx context.Context) (*oidcState, error) {
 		now:      v.now,
 	}
 	s := &oidcState{
-		keys: keys,
+		keys:        keys,
+		userinfoURL: doc.UserinfoURL,
 		verifier: oidc.NewVerifier(v.cfg.Issuer, keys, &oidc.Config{
 			SkipClientIDCheck:    true, // we accept a list of audiences; checked in Verify
 			SupportedSigningAlgs: v.algs,
@@ -278,9 +350,13 @@ func (v *OIDCVerifier) Verify(ctx context.Context, raw string) (*identity.Identi
 	if subject == "" {
 		return nil, derrors.WithCause(derrors.Unauthenticated, fmt.Errorf("claim %q empty", v.cfg.SubjectClaim), ReasonTokenNoSubject)
 	}
+	groups, err := v.groups(ctx, s, tok, claims)
+	if err != nil {
+		return nil, err
+	}
 	return &identity.Identity{
 		Subject: subject,
-		Teams:   v.teams(claims[v.cfg.GroupsClaim]),
+		Teams:   v.teams(groups),
 		Method:  identity.MethodOIDC,
 	}, nil
 }

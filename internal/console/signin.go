@@ -13,6 +13,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/identity"
 )
 
@@ -171,7 +172,9 @@ func (c *Console) handleCallback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, "The identity provider returned no ID token.", errors.New("no id_token"))
 		return
 	}
-	id, err := c.oidc.cfg.Verifier.Verify(r.Context(), raw)
+	// The access token lets the verifier read groups from userinfo when the
+	// ID token carries none (auth.oidc.groups_source).
+	id, err := c.oidc.cfg.Verifier.Verify(auth.WithAccessToken(r.Context(), tok.AccessToken), raw)
 	if err != nil {
 		fail(http.StatusUnauthorized, "The ID token was not accepted.", err)
 		return

@@ -121,7 +121,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	cfg := tlsConfigFor(p, upstream.URL)
 	cfg.Cache.Dir = t.TempDir() // a cold cache: the health page shows the fetches
 	cfg.Database.URL = dbURL
-	cfg.Auth.OIDC = auth.OIDCConfig{Issuer: idp.Issuer(), Audiences: []string{idp.ClientID()}, TeamPrefix: "team-", HTTPClient: idp.HTTPClient()}
+	// The IdP's CA through auth.oidc.ca_file, as a deployment would: the
+	// console's code exchange and ID-token check trust it, nothing else does.
+	cfg.Auth.OIDC = auth.OIDCConfig{Issuer: idp.Issuer(), Audiences: []string{idp.ClientID()}, TeamPrefix: "team-", CAFile: idp.CAFile(t)}
 	cfg.Console.ClientID = "modgate-console"
 	cfg.Console.ClientSecretFile = secretFile
 	cfg.Console.RedirectURL = base + "/ui/callback"

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"github.com/modgate/modgate/internal/app"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/testing/sumdbtest"
 )
@@ -33,7 +33,7 @@ func startHTTPServer(t *testing.T, upstreamURL string, mutate func(*config.Confi
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := server.New(server.Options{Config: cfg})
+	s, err := app.NewServer(app.ServerOptions{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"github.com/modgate/modgate/internal/app"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -18,7 +19,6 @@ import (
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/mirror"
-	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/storage"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
@@ -276,7 +276,7 @@ func TestScheduledSyncInProcess(t *testing.T) {
 	cfg.SumDB.Names = nil
 	cfg.SumDB.Verify = false // the fixtures are in no checksum database modgate can verify against
 	reg := prometheus.NewRegistry()
-	s, err := server.New(server.Options{Config: cfg, Registry: reg})
+	s, err := app.NewServer(app.ServerOptions{Config: cfg, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

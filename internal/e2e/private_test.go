@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/modgate/modgate/internal/app"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/testing/gittest"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/oidctest"
@@ -38,7 +38,7 @@ const privatePrefix = "corp.example"
 // to the git server, authenticating with password.
 type privateModgate struct {
 	URL      string
-	Server   *server.Server
+	Core     *app.Core
 	CacheDir string
 	Logs     *safeBuffer // modgate's JSON log
 }
@@ -65,13 +65,13 @@ func startPrivateProxy(t *testing.T, upstreamURL, gitURL, password string, mutat
 		m(&cfg)
 	}
 	logs := &safeBuffer{}
-	s, err := server.New(server.Options{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	c, err := app.Build(app.ServerOptions{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
+	ts := httptest.NewServer(c.Server.Handler())
 	t.Cleanup(ts.Close)
-	return &privateModgate{URL: ts.URL, Server: s, CacheDir: cfg.Cache.Dir, Logs: logs}
+	return &privateModgate{URL: ts.URL, Core: c, CacheDir: cfg.Cache.Dir, Logs: logs}
 }
 
 // directGo is the go command fetching straight from the git server, as a
@@ -456,7 +456,7 @@ func TestPrivateModuleCosts(t *testing.T) {
 		t.Fatalf("go mod download: %v\n%s", err, stderr)
 	}
 	reqs := srv.Requests()
-	fetches := mg.Server.GitSource().Fetches()
+	fetches := mg.Core.Git.Fetches()
 	t.Logf("cold go mod download of one private module: %d git fetch(es), %d HTTP requests to the git server: %q", fetches, len(reqs), reqs)
 	if fetches != 1 {
 		t.Errorf("cold download cost %d git fetches, want 1", fetches)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/modgate/modgate/internal/app"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/testing/sumdbtest"
@@ -35,7 +35,7 @@ func startProxy(t *testing.T, upstreams string, mutate ...func(*config.Config)) 
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	s, err := server.New(server.Options{Config: cfg})
+	s, err := app.NewServer(app.ServerOptions{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/tls"
+	"github.com/modgate/modgate/internal/app"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/modgate/modgate/internal/certgen"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 )
@@ -143,7 +143,7 @@ func TestUpstreamWithPrivateCAAndClientCertificate(t *testing.T) {
 				t.Fatal(err)
 			}
 			logs := &lockedBuffer{}
-			s, err := server.New(server.Options{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+			s, err := app.NewServer(app.ServerOptions{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"github.com/modgate/modgate/internal/app"
 	"io"
 	"maps"
 	"net/http"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/testing/sumdbtest"
@@ -74,7 +74,7 @@ func startVerifyingProxy(t *testing.T, upstreamURL, key, cacheDir string, mutate
 		t.Fatal(err)
 	}
 	p := &verifyingProxy{CacheDir: cacheDir, Audit: &memAuditor{}, Registry: prometheus.NewRegistry()}
-	s, err := server.New(server.Options{Config: cfg, Audit: p.Audit, Registry: p.Registry})
+	s, err := app.NewServer(app.ServerOptions{Config: cfg, Audit: p.Audit, Registry: p.Registry})
 	if err != nil {
 		t.Fatal(err)
 	}

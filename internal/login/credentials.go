@@ -2,6 +2,9 @@ package login
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +28,38 @@ type Credential struct {
 	IDToken      string    `json:"id_token"`
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	Expiry       time.Time `json:"expiry"` // of IDToken
+	// AccessToken is the OAuth access token issued with IDToken. It is sent
+	// beside the ID token (as the Basic login) so that modgate can read groups
+	// from the IdP's userinfo endpoint when the ID token has none.
+	AccessToken  string    `json:"access_token,omitempty"`
+	AccessExpiry time.Time `json:"access_expiry,omitzero"`
+	// CAPEM holds the extra CA certificates (--ca-file at login) trusted for
+	// the IdP, so that refreshes trust what the login trusted.
+	CAPEM string `json:"ca_pem,omitempty"`
+}
+
+// expiry is when the first of the credential's tokens expires.
+func (c Credential) expiry() time.Time {
+	if c.AccessToken != "" && !c.AccessExpiry.IsZero() && c.AccessExpiry.Before(c.Expiry) {
+		return c.AccessExpiry
+	}
+	return c.Expiry
+}
+
+// BasicLogin is the login sent with the ID token as Basic password: the access
+// token when there is one that fits in a Basic login, else NetrcLogin.
+func (c Credential) BasicLogin() string {
+	if c.AccessToken == "" || strings.ContainsAny(c.AccessToken, ": \t\r\n#") {
+		return NetrcLogin
+	}
+	return c.AccessToken
+}
+
+// Header returns the Authorization header value presenting c to modgate:
+// Basic with the access token as login and the ID token as password, as the
+// go command builds it from the .netrc entry `modgate login` writes.
+func (c Credential) Header() string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(c.BasicLogin()+":"+c.IDToken))
 }
 
 type credentialsFile struct {
@@ -116,20 +151,23 @@ var ErrLoginRequired = errors.New("run `modgate login` again")
 // refresh fails. Before giving up, FreshToken rereads the file and uses a
 // token another process saved in the meantime.
 func FreshToken(ctx context.Context, path string, c Credential, client *http.Client, force bool, now time.Time) (Credential, error) {
-	if !force && now.Add(RefreshMargin).Before(c.Expiry) {
+	if !force && now.Add(RefreshMargin).Before(c.expiry()) {
 		return c, nil
 	}
 	if c.RefreshToken == "" {
 		return c, fmt.Errorf("login: the token for %s expired and there is no refresh token: %w", c.Proxy, ErrLoginRequired)
 	}
 	if client == nil {
-		client = http.DefaultClient
+		var err error
+		if client, err = NewHTTPClient([]byte(c.CAPEM)); err != nil {
+			return c, err
+		}
 	}
 	fresh, err := refresh(ctx, c, client)
 	if err != nil {
 		if creds, lerr := LoadCredentials(path); lerr == nil {
 			for _, o := range creds {
-				if o.Proxy == c.Proxy && o.IDToken != c.IDToken && now.Add(RefreshMargin).Before(o.Expiry) {
+				if o.Proxy == c.Proxy && o.IDToken != c.IDToken && now.Add(RefreshMargin).Before(o.expiry()) {
 					return o, nil
 				}
 			}
@@ -166,6 +204,7 @@ func refresh(ctx context.Context, c Credential, client *http.Client) (Credential
 	fresh := c
 	fresh.IDToken = rawID
 	fresh.Expiry = idTok.Expiry
+	fresh.AccessToken, fresh.AccessExpiry = tok.AccessToken, tok.Expiry
 	if tok.RefreshToken != "" {
 		fresh.RefreshToken = tok.RefreshToken
 	}
@@ -184,4 +223,31 @@ func ForURL(creds []Credential, u string) (Credential, bool) {
 		}
 	}
 	return best, found
+}
+
+// NewHTTPClient returns a client with a 30s timeout trusting the system roots
+// plus the PEM certificates given (none: the system roots only).
+func NewHTTPClient(pems ...[]byte) (*http.Client, error) {
+	client := &http.Client{Timeout: 30 * time.Second}
+	var pool *x509.CertPool
+	for _, p := range pems {
+		if len(p) == 0 {
+			continue
+		}
+		if pool == nil {
+			var err error
+			if pool, err = x509.SystemCertPool(); err != nil {
+				pool = x509.NewCertPool()
+			}
+		}
+		if !pool.AppendCertsFromPEM(p) {
+			return nil, errors.New("login: no PEM certificates in the CA file")
+		}
+	}
+	if pool != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		client.Transport = tr
+	}
+	return client, nil
 }

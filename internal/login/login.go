@@ -7,9 +7,17 @@
 // The token stored is the OIDC ID token. It is what modgate verifies: its
 // audience is the login client id, which the server accepts, and it carries the
 // groups claim modgate maps to teams. An access token's audience and format are
-// IdP-specific (often opaque), so it is not used. ID tokens expire (typically
-// after an hour): run `modgate login` again, or set GOAUTH='netrc;modgate auth'
-// (Go 1.24+) so the helper refreshes it with the stored refresh token.
+// IdP-specific (often opaque), so it does not identify the caller; it travels
+// beside the ID token as the Basic login, for the IdP's userinfo endpoint when
+// the ID token carries no groups.
+//
+// ID tokens expire (typically after an hour). The go command asks the GOAUTH
+// entries in turn and, when several supply credentials for a URL, the leftmost
+// wins (cmd/go/internal/auth runs them right to left, each overwriting), so
+// the helper goes first: GOAUTH='modgate auth;netrc' (Go 1.24+). The helper
+// refreshes the token with the stored refresh token; .netrc keeps the token of
+// the last `modgate login`, for tools without GOAUTH and as a fallback when the
+// helper cannot run.
 package login
 
 import (
@@ -29,9 +37,14 @@ import (
 	"github.com/modgate/modgate/internal/netrc"
 )
 
-// NetrcLogin is the login name written to .netrc. modgate ignores the login
-// and authenticates the password (the token) alone.
+// NetrcLogin is the login written to .netrc when there is no access token to
+// write there. modgate authenticates the password (the ID token); a login
+// other than this one is taken as the access token issued with it.
 const NetrcLogin = "modgate"
+
+// GOAUTH is the documented GOAUTH setting: the helper first, so its refreshed
+// token wins over the one `modgate login` wrote to .netrc.
+const GOAUTH = "modgate auth;netrc"
 
 // DefaultScopes are requested when Config.Scopes is empty: openid for the ID
 // token, email and profile for a readable subject, groups for teams (IdPs that
@@ -59,8 +72,12 @@ type Config struct {
 	// DiscoveryPath.
 	Issuer   string
 	ClientID string
-	// Scopes requested; empty means DefaultScopes.
+	// Scopes requested; empty means the scopes the proxy publishes at
+	// DiscoveryPath (when Issuer is empty), else DefaultScopes.
 	Scopes []string
+	// CAPEM is the extra CA certificates HTTPClient trusts, stored with the
+	// credential so that `modgate auth` refreshes with the same trust.
+	CAPEM []byte
 	// NetrcPath is the .netrc to update; empty means netrc.DefaultPath().
 	NetrcPath string
 	// CredentialsPath is the GOAUTH helper's credentials file; empty means
@@ -109,6 +126,7 @@ type Result struct {
 	// CredentialsPath is where the GOAUTH helper finds the token.
 	CredentialsPath string
 	HasRefreshToken bool
+	Scopes          []string // requested
 }
 
 // Login runs the device flow and stores the ID token in .netrc and in the
@@ -132,6 +150,8 @@ func Login(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		cfg.Issuer, cfg.ClientID = info.Issuer, info.ClientID
+		// The scopes this deployment's IdP knows: an IdP that refuses unknown
+		// scopes (Keycloak without a groups scope) refuses DefaultScopes.
 		if len(cfg.Scopes) == 0 {
 			cfg.Scopes = info.Scopes
 		}
@@ -181,23 +201,7 @@ func Login(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("login: the ID token from %s does not verify: %w", cfg.Issuer, err)
 	}
 
-	res := &Result{Subject: idTok.Subject, Expiry: idTok.Expiry, HasRefreshToken: tok.RefreshToken != ""}
-	if res.Machine, err = Machine(proxy); err != nil {
-		return nil, err
-	}
-	if res.NetrcPath = cfg.NetrcPath; res.NetrcPath == "" {
-		if res.NetrcPath, err = netrc.DefaultPath(); err != nil {
-			return nil, err
-		}
-	}
-	if err := WriteNetrc(res.NetrcPath, res.Machine, rawID); err != nil {
-		return nil, err
-	}
-	if res.CredentialsPath = cfg.CredentialsPath; res.CredentialsPath == "" {
-		if res.CredentialsPath, err = DefaultCredentialsPath(); err != nil {
-			return nil, err
-		}
-	}
+	res := &Result{Subject: idTok.Subject, Expiry: idTok.Expiry, HasRefreshToken: tok.RefreshToken != "", Scopes: cfg.Scopes}
 	cred := Credential{
 		Proxy:        proxy,
 		Issuer:       cfg.Issuer,
@@ -206,6 +210,25 @@ func Login(ctx context.Context, cfg Config) (*Result, error) {
 		IDToken:      rawID,
 		RefreshToken: tok.RefreshToken,
 		Expiry:       idTok.Expiry,
+		AccessToken:  tok.AccessToken,
+		AccessExpiry: tok.Expiry,
+		CAPEM:        string(cfg.CAPEM),
+	}
+	if res.Machine, err = Machine(proxy); err != nil {
+		return nil, err
+	}
+	if res.NetrcPath = cfg.NetrcPath; res.NetrcPath == "" {
+		if res.NetrcPath, err = netrc.DefaultPath(); err != nil {
+			return nil, err
+		}
+	}
+	if err := WriteNetrc(res.NetrcPath, res.Machine, cred.BasicLogin(), rawID); err != nil {
+		return nil, err
+	}
+	if res.CredentialsPath = cfg.CredentialsPath; res.CredentialsPath == "" {
+		if res.CredentialsPath, err = DefaultCredentialsPath(); err != nil {
+			return nil, err
+		}
 	}
 	if err := SaveCredential(res.CredentialsPath, cred); err != nil {
 		return nil, err
@@ -238,14 +261,14 @@ func Machine(proxyURL string) (string, error) {
 	return u.Host, nil
 }
 
-// WriteNetrc sets the machine's entry in the .netrc at path to the token,
-// keeping everything else, and leaves the file with mode 0600.
-func WriteNetrc(path, machine, token string) error {
+// WriteNetrc sets the machine's entry in the .netrc at path to login and the
+// token, keeping everything else, and leaves the file with mode 0600.
+func WriteNetrc(path, machine, login, token string) error {
 	f, err := netrc.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	if err := f.Set(machine, NetrcLogin, token); err != nil {
+	if err := f.Set(machine, login, token); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
 	return f.WriteFile(path)

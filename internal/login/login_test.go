@@ -103,7 +103,7 @@ func TestLoginDeviceFlow(t *testing.T) {
 		t.Errorf("surrounding text changed:\n%s", data)
 	}
 	m, ok := f.Lookup("modgate.test:8443")
-	if !ok || m.Login != NetrcLogin || m.Password == "OLD-TOKEN" {
+	if !ok || m.Login == NetrcLogin || m.Login == "" || m.Password == "OLD-TOKEN" {
 		t.Fatalf("proxy entry = %+v", m)
 	}
 	if strings.Count(string(data), "modgate.test:8443") != 1 {

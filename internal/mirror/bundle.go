@@ -64,6 +64,10 @@ type ExportOptions struct {
 	Modules []string
 	// Since keeps only objects cached at or after this time.
 	Since time.Time
+	// Private reports whether a module path is private (the router's answer,
+	// internal/route). Objects of private paths never leave in a bundle, even
+	// ones a public mirror served before the path turned private.
+	Private func(modulePath string) bool
 }
 
 // ExportSummary reports an export.
@@ -108,6 +112,9 @@ func Export(ctx context.Context, cacheDir, out string, opts ExportOptions) (_ Ex
 		info, err := d.Info()
 		if err != nil {
 			return err
+		}
+		if opts.Private != nil && privateKey(rel, opts.Private) {
+			return nil
 		}
 		if sel.keep(rel, info.ModTime()) {
 			keys = append(keys, rel)
@@ -342,4 +349,23 @@ func decompressor(name string, r io.Reader) (io.Reader, func(), error) {
 		return g, func() { g.Close() }, nil
 	}
 	return nil, nil, errors.New("bundle name must end in .tar.zst or .tar.gz")
+}
+
+// privateKey reports whether a cache key holds an object of a private module:
+// the git and published objects under private/, and mod/ objects of paths
+// private reports private.
+func privateKey(key string, private func(string) bool) bool {
+	if strings.HasPrefix(key, "private/") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(key, "mod/")
+	if !ok {
+		return false
+	}
+	esc, _, ok := strings.Cut(rest, "/@")
+	if !ok {
+		return false
+	}
+	p, err := module.UnescapePath(esc)
+	return err != nil || private(p)
 }

@@ -347,23 +347,39 @@ func goLookup(data, machine string) (login, password string, ok bool) {
 	return "", "", false
 }
 
-// DefaultPath returns the .netrc the go command reads: $NETRC, else
-// ~/.netrc (on Windows ~/_netrc when it exists).
+// DefaultPath returns the .netrc the go command reads (cmd/go/internal/auth's
+// netrcPath): $NETRC, else on Windows %USERPROFILE%\_netrc when it exists,
+// else ~/.netrc. On Windows, when neither file exists yet, it returns _netrc:
+// the go command prefers _netrc once it exists, and it is the name git and curl
+// read there, so one file serves all three.
 func DefaultPath() (string, error) {
-	if env := os.Getenv("NETRC"); env != "" {
+	return defaultPath(runtime.GOOS, os.Getenv, os.UserHomeDir, os.Stat)
+}
+
+func defaultPath(goos string, getenv func(string) string, homeDir func() (string, error), stat func(string) (os.FileInfo, error)) (string, error) {
+	if env := getenv("NETRC"); env != "" {
 		return env, nil
 	}
-	home, err := os.UserHomeDir()
+	home, err := homeDir() // %USERPROFILE% on Windows, as for the go command
 	if err != nil {
 		return "", fmt.Errorf("netrc: %w", err)
 	}
-	if runtime.GOOS == "windows" {
-		legacy := filepath.Join(home, "_netrc")
-		if _, err := os.Stat(legacy); err == nil {
-			return legacy, nil
+	dotNetrc := filepath.Join(home, ".netrc")
+	if goos != "windows" {
+		return dotNetrc, nil
+	}
+	legacy := filepath.Join(home, "_netrc")
+	for _, p := range []string{legacy, dotNetrc} {
+		_, err := stat(p)
+		if err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			// The go command gives up here too rather than guess.
+			return "", fmt.Errorf("netrc: %w", err)
 		}
 	}
-	return filepath.Join(home, ".netrc"), nil
+	return legacy, nil
 }
 
 // ReadFile parses the file at path; a missing file is an empty File.

@@ -199,3 +199,52 @@ func FuzzSet(f *testing.F) {
 		}
 	})
 }
+
+// The file chosen is the one the go command reads (cmd/go/internal/auth.netrcPath).
+func TestDefaultPath(t *testing.T) {
+	t.Parallel()
+	home := filepath.Join("home", "u")
+	noEnv := func(string) string { return "" }
+	homeDir := func() (string, error) { return home, nil }
+	existing := func(names ...string) func(string) (os.FileInfo, error) {
+		return func(p string) (os.FileInfo, error) {
+			for _, n := range names {
+				if p == filepath.Join(home, n) {
+					return nil, nil
+				}
+			}
+			return nil, os.ErrNotExist
+		}
+	}
+	tests := []struct {
+		name   string
+		goos   string
+		env    string
+		exists []string
+		want   string
+	}{
+		{name: "ok/netrc-env-wins", goos: "windows", env: "/x/netrc", exists: []string{"_netrc"}, want: "/x/netrc"},
+		{name: "ok/unix-dot-netrc", goos: "linux", want: filepath.Join(home, ".netrc")},
+		{name: "ok/darwin-ignores-_netrc", goos: "darwin", exists: []string{"_netrc"}, want: filepath.Join(home, ".netrc")},
+		{name: "ok/windows-existing-_netrc", goos: "windows", exists: []string{"_netrc", ".netrc"}, want: filepath.Join(home, "_netrc")},
+		{name: "ok/windows-existing-dot-netrc", goos: "windows", exists: []string{".netrc"}, want: filepath.Join(home, ".netrc")},
+		{name: "ok/windows-new-file-is-_netrc", goos: "windows", want: filepath.Join(home, "_netrc")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := noEnv
+			if tt.env != "" {
+				getenv = func(k string) string {
+					if k == "NETRC" {
+						return tt.env
+					}
+					return ""
+				}
+			}
+			got, err := defaultPath(tt.goos, getenv, homeDir, existing(tt.exists...))
+			if err != nil || got != tt.want {
+				t.Fatalf("defaultPath = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

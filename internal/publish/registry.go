@@ -250,6 +250,38 @@ func (r *Registry) Delete(ctx context.Context, modulePath, version, by, reason s
 	return v, nil
 }
 
+// Tombstone deletes modulePath@version that was never published into modgate
+// but is served from another source (a git tag): it records the version as
+// deleted, with the hashes it was served with, so that it answers 410 Gone
+// from then on whatever the other source still has, and can never be
+// published. Tombstoning a version that has a row is Delete's job: it answers
+// derrors.Conflict for a live one and derrors.Gone for a deleted one.
+func (r *Registry) Tombstone(ctx context.Context, modulePath, version, modHash, zipHash string, size int64, source, by, reason string) (_ Version, err error) {
+	defer derrors.Wrap(&err, "publish: Tombstone(%q, %q)", modulePath, version)
+	if by == "" || reason == "" || source == "" {
+		return Version{}, errors.New("tombstone needs a source, a subject and a reason")
+	}
+	v, err := scanVersion(r.pool.QueryRow(ctx, `
+		INSERT INTO published_versions (module, version, zip_hash, mod_hash, zip_size, zip_key, mod_key, publisher, deleted_at, deleted_by, delete_reason)
+		VALUES ($1, $2, $3, $4, $5, '', '', $6, now(), $7, $8)
+		ON CONFLICT (module, version) DO NOTHING
+		RETURNING `+versionColumns, modulePath, version, zipHash, modHash, size, source, by, reason))
+	if errors.Is(err, pgx.ErrNoRows) {
+		old, gerr := r.Get(ctx, modulePath, version)
+		if gerr != nil {
+			return Version{}, gerr
+		}
+		if old.Deleted() {
+			return old, old.GoneError()
+		}
+		return old, derrors.New(derrors.Conflict, "%s@%s is published in modgate; delete it as a published version", modulePath, version)
+	}
+	if err != nil {
+		return Version{}, unavailable(err)
+	}
+	return v, nil
+}
+
 // removeObjects deletes objects no row references any more. A failure leaves an
 // unreferenced object, which is never served; it is logged for the operator.
 func (r *Registry) removeObjects(ctx context.Context, keys ...string) {

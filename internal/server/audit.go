@@ -7,6 +7,7 @@ import (
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/source"
 )
 
 // Auditor records audit events; *audit.Writer implements it.
@@ -41,7 +42,7 @@ func audited(rec *recorder) bool {
 // unrecorded.
 func (s *Server) withAuditGate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.audit != nil && s.cfg.Audit.Require {
+		if s.audit != nil && s.set.AuditRequire {
 			if err := s.audit.Healthy(); err != nil {
 				s.writeError(w, r, derrors.WithCause(derrors.Unavailable, err, "audit trail unavailable: modgate does not serve requests it cannot record"))
 				return
@@ -76,7 +77,7 @@ func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, ab
 		Source:     rec.source,
 		Bytes:      rec.bytes,
 		UserAgent:  r.UserAgent(),
-		Replica:    s.cfg.Replica,
+		Replica:    s.set.Replica,
 	}
 	if rec.action != "" { // publish and delete
 		ev.Action = audit.Action(rec.action)
@@ -86,7 +87,7 @@ func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, ab
 	}
 	ev.SetIdentity(rec.identity)
 	ev.SetDuration(d)
-	if integrityFailure(rec.err) {
+	if source.IsIntegrityFailure(rec.err) {
 		ev.Outcome = audit.OutcomeIntegrityFailure
 	}
 	if rec.err != nil {

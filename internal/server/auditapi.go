@@ -29,13 +29,7 @@ func (s *Server) handleAuditEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, derrors.New(derrors.NotFound, "the audit trail is not enabled on this modgate (no database)"))
 		return
 	}
-	d, err := s.decide(w, r, s.input(r, policy.ActionAuditRead, "", ""))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if !d.Allow {
-		s.writeError(w, r, d.Err())
+	if _, ok := s.authorize(w, r, s.gateRequest(r, policy.ActionAuditRead, "", "")); !ok {
 		return
 	}
 	q := r.URL.Query()

@@ -9,7 +9,6 @@ import (
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/goproxy"
 	"github.com/modgate/modgate/internal/identity"
-	"github.com/modgate/modgate/internal/login"
 )
 
 // Authenticator establishes an identity from a request's credentials (Bearer or
@@ -32,10 +31,10 @@ func (s *Server) identify(r *http.Request) (*identity.Identity, error) {
 		}
 	}
 	hasCreds := r.Header.Get("Authorization") != ""
-	if s.authn != nil && (hasCreds || !s.cfg.Auth.Anonymous) {
+	if s.authn != nil && (hasCreds || !s.set.Anonymous) {
 		return s.authn.Authenticate(r)
 	}
-	if s.cfg.Auth.Anonymous && !hasCreds {
+	if s.set.Anonymous && !hasCreds {
 		return anonymous, nil
 	}
 	if hasCreds {
@@ -72,17 +71,13 @@ func (s *Server) withIdentity(next http.Handler) http.Handler {
 // handleLoginInfo publishes what `modgate login https://proxy` needs to start a
 // device flow, so developers pass no IdP flags.
 func (s *Server) handleLoginInfo(w http.ResponseWriter, r *http.Request) {
-	if !s.cfg.Auth.OIDCEnabled() || s.cfg.Auth.LoginClientID == "" {
+	if s.set.Login == nil {
 		s.writeError(w, r, derrors.New(derrors.NotFound, "this modgate has no OIDC login configured"))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	json.NewEncoder(w).Encode(login.ServerInfo{
-		Issuer:   s.cfg.Auth.OIDC.Issuer,
-		ClientID: s.cfg.Auth.LoginClientID,
-		Scopes:   s.cfg.Auth.LoginScopes,
-	})
+	json.NewEncoder(w).Encode(s.set.Login)
 }
 
 // describeRefused fills in what a request refused before its handler ran was about,

@@ -16,22 +16,22 @@ import (
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
 
-	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/derrors"
-	"github.com/modgate/modgate/internal/goproxy"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/policy"
 	"github.com/modgate/modgate/internal/publish"
+	"github.com/modgate/modgate/internal/route"
 	"github.com/modgate/modgate/internal/storage"
 )
 
-// Published is the registry of versions published into modgate;
-// *publish.Registry implements it.
-type Published interface {
-	Get(ctx context.Context, modulePath, version string) (publish.Version, error)
-	List(ctx context.Context, modulePath string) ([]publish.Version, error)
+// Publisher records versions published into modgate; *publish.Registry
+// implements it.
+type Publisher interface {
 	Publish(ctx context.Context, c publish.Checked, zipFile *os.File, publisher string) (publish.Version, publish.Outcome, error)
 	Delete(ctx context.Context, modulePath, version, by, reason string) (publish.Version, error)
+	// Tombstone deletes a version never published into modgate but served
+	// from git.
+	Tombstone(ctx context.Context, modulePath, version, modHash, zipHash string, size int64, source, by, reason string) (publish.Version, error)
 	Store() storage.Store
 }
 
@@ -62,7 +62,7 @@ func (s *Server) handlePublishAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.endpoint, rec.action = string(action), string(action)
-	if s.published == nil {
+	if s.publisher == nil {
 		s.writeError(w, r, derrors.New(derrors.Unavailable, "publishing is not enabled on this modgate: it needs the database"))
 		return
 	}
@@ -72,33 +72,21 @@ func (s *Server) handlePublishAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.module, rec.version = modPath, version
+	gr := s.gateRequest(r, action, modPath, version)
+	rt, ok := s.authorize(w, r, gr)
+	if !ok {
+		return
+	}
 	id := identity.FromContext(r.Context())
-	if id == nil || id.Method == identity.MethodAnonymous {
-		s.writeError(w, r, derrors.New(derrors.Unauthenticated, "%s requires an authenticated caller", action))
-		return
-	}
-	if !s.isPrivate(modPath) {
-		s.writeError(w, r, derrors.New(derrors.PermissionDenied, "%s is not a private module path (private.patterns): only private modules are published to modgate", modPath))
-		return
-	}
-	d, err := s.decide(w, r, s.input(r, action, modPath, version))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if !d.Allow {
-		s.writeError(w, r, d.Err())
-		return
-	}
 	if action == policy.ActionPublish {
-		s.handlePublish(w, r, rec, id, modPath, version)
+		s.handlePublish(w, r, rec, id, rt, modPath, version)
 	} else {
-		s.handleDelete(w, r, rec, id, modPath, version)
+		s.handleDelete(w, r, rec, id, rt, modPath, version)
 	}
 }
 
-func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *recorder, id *identity.Identity, modPath, version string) {
-	limit := s.cfg.Publish.MaxZipSize
+func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *recorder, id *identity.Identity, rt route.Route, modPath, version string) {
+	limit := s.set.PublishMaxZipSize
 	if limit <= 0 {
 		limit = modzip.MaxZipFile
 	}
@@ -106,7 +94,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *reco
 		s.writeError(w, r, derrors.New(derrors.TooLarge, "module zip is %d bytes; this modgate accepts at most %d", r.ContentLength, limit))
 		return
 	}
-	store := s.published.Store()
+	store := s.publisher.Store()
 	f, err := os.CreateTemp(store.ScratchDir(), "upload-*")
 	if err != nil {
 		s.writeError(w, r, err)
@@ -137,8 +125,18 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *reco
 	// anyway, but finishing is cheaper than cleaning up).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
 	defer cancel()
-	v, outcome, err := s.published.Publish(ctx, checked, f, id.Subject)
+	// A released version never changes: not one git already has as a tag, nor
+	// one the ledger recorded with other bytes from another source.
+	if err := s.src.Publishable(ctx, rt, modPath, version, checked.ModHash, checked.ZipHash); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	v, outcome, err := s.publisher.Publish(ctx, checked, f, id.Subject)
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.src.PinPublished(ctx, v.Module, v.Version, v.ModHash, v.ZipHash); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -158,7 +156,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request, rec *reco
 	})
 }
 
-func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, rec *recorder, id *identity.Identity, modPath, version string) {
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, rec *recorder, id *identity.Identity, rt route.Route, modPath, version string) {
 	var req publish.DeleteRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDeleteBody))
 	if err == nil {
@@ -176,21 +174,27 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, rec *recor
 	rec.reason = reason
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
 	defer cancel()
-	v, err := s.published.Delete(ctx, modPath, version, id.Subject, reason)
+	v, err := s.publisher.Delete(ctx, modPath, version, id.Subject, reason)
+	if errors.Is(err, derrors.NotFound) && rt == route.Git {
+		// Not published here, but served from git: the tombstone, with the
+		// hashes git serves, makes it gone from every source.
+		modHash, zipHash, size, herr := s.src.Hashes(ctx, rt, modPath, version)
+		if herr != nil {
+			err = herr
+		} else {
+			v, err = s.publisher.Tombstone(ctx, modPath, version, modHash, zipHash, size, "git", id.Subject, reason)
+		}
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	rec.zipHash, rec.outcome = v.ZipHash, "deleted"
-	// Whatever another private source (git) may have cached under the protocol
-	// keys goes too: the tombstone shadows it, and the bytes should not linger.
-	for _, ext := range []string{".info", ".mod", ".zip"} {
-		if p, err := protocolPath(modPath, version, ext); err == nil {
-			key := "mod" + p
-			if err := s.cache.Store().Delete(ctx, key); err != nil {
-				s.log.Warn("publish: removing cached object of a deleted version", "key", key, "error", err)
-			}
-		}
+	// Gone from every source: whatever git or the registry put in the cache
+	// goes too, and the registry's tombstone answers 410 from now on, whatever
+	// git still has.
+	if err := s.src.Forget(ctx, modPath, version); err != nil {
+		s.log.Warn("publish: removing cached objects of a deleted version", "module", modPath, "version", version, "error", err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"module": v.Module, "version": v.Version, "hash": v.ZipHash,
@@ -251,153 +255,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
-}
-
-// servePublished answers a GOPROXY request for a private module from the
-// versions published into modgate, and reports whether it did. It does not
-// answer (false) when the module has no published version, or the request names
-// a version modgate has no record of, so the next private source may.
-//
-// Precedence: a version published in modgate shadows a git tag of the same
-// version (and a deleted one stays 410 Gone whatever git has).
-// TODO(lead): when the git source lands, @v/list and @latest should answer the
-// union of publishedVersions and the git tags; today they answer the published
-// versions alone.
-func (s *Server) servePublished(w http.ResponseWriter, r *http.Request, req goproxy.Request) bool {
-	if s.published == nil {
-		return false
-	}
-	ctx := r.Context()
-	switch req.Kind {
-	case goproxy.KindInfo, goproxy.KindMod, goproxy.KindZip:
-		if req.IsQuery() {
-			return false
-		}
-		v, err := s.published.Get(ctx, req.Module, req.Version)
-		if errors.Is(err, derrors.NotFound) {
-			return false
-		}
-		if rec := recorderOf(w); rec != nil {
-			rec.module, rec.version = req.Module, req.Version
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return true
-		}
-		in := s.input(r, policy.Action(req.Kind.String()), req.Module, req.Version)
-		in.VersionTime = v.PublishedAt.UTC().Format(time.RFC3339)
-		d, err := s.decide(w, r, in)
-		if err != nil {
-			s.writeError(w, r, err)
-			return true
-		}
-		if !d.Allow {
-			s.writeError(w, r, d.Err())
-			return true
-		}
-		if v.Deleted() {
-			s.writeError(w, r, v.GoneError())
-			return true
-		}
-		s.servePublishedObject(w, r, req, v)
-		return true
-	case goproxy.KindList, goproxy.KindLatest:
-		all, err := s.published.List(ctx, req.Module)
-		if err != nil {
-			s.writeError(w, r, err)
-			return true
-		}
-		if len(all) == 0 {
-			return false
-		}
-		if rec := recorderOf(w); rec != nil {
-			rec.module = req.Module
-		}
-		in := s.input(r, policy.Action(req.Kind.String()), req.Module, "")
-		d, err := s.decide(w, r, in)
-		if err != nil {
-			s.writeError(w, r, err)
-			return true
-		}
-		if !d.Allow {
-			s.writeError(w, r, d.Err())
-			return true
-		}
-		live := make(map[string]publish.Version)
-		var versions []string
-		for _, v := range all {
-			if !v.Deleted() {
-				live[v.Version] = v
-				versions = append(versions, v.Version)
-			}
-		}
-		allowed, err := s.policy.FilterVersions(ctx, s.input(r, policy.ActionList, req.Module, ""), versions, func(ver string) string {
-			return live[ver].PublishedAt.UTC().Format(time.RFC3339)
-		})
-		if err != nil {
-			s.writeError(w, r, err)
-			return true
-		}
-		if req.Kind == goproxy.KindList {
-			writeVersionList(w, r, allowed)
-			return true
-		}
-		best := newest(allowed)
-		if best == "" {
-			s.writeError(w, r, derrors.New(derrors.NotFound, "no published version of %s that you may pull", req.Module))
-			return true
-		}
-		s.writeInfo(w, r, live[best], false)
-		return true
-	}
-	return false
-}
-
-func (s *Server) servePublishedObject(w http.ResponseWriter, r *http.Request, req goproxy.Request, v publish.Version) {
-	if req.Kind == goproxy.KindInfo {
-		s.writeInfo(w, r, v, true)
-		return
-	}
-	key := v.ZipKey
-	if req.Kind == goproxy.KindMod {
-		key = v.ModKey
-	}
-	obj, err := s.published.Store().Open(r.Context(), key)
-	if err != nil {
-		// The row names an object that must exist: it was stored durably before
-		// the row committed. Missing means lost storage, not a missing version.
-		if errors.Is(err, derrors.NotFound) {
-			err = derrors.WithCause(derrors.Unavailable, err, "the stored copy of %s@%s is missing; tell the platform team", v.Module, v.Version)
-		}
-		s.writeError(w, r, err)
-		return
-	}
-	e := &cache.Entry{Object: obj, Size: obj.Info().Size, ModTime: v.PublishedAt, Result: "hit", Source: "published"}
-	defer e.Close()
-	s.serveEntry(w, r, e, req.Kind.ContentType(), true)
-}
-
-// writeInfo writes the .info document of a published version: its Time is when
-// it was published.
-func (s *Server) writeInfo(w http.ResponseWriter, r *http.Request, v publish.Version, immutable bool) {
-	data, err := json.Marshal(goproxy.Info{Version: v.Version, Time: v.PublishedAt.UTC()})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	data = append(data, '\n')
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	if immutable {
-		h.Set("Cache-Control", "private, max-age=31536000, immutable")
-	} else {
-		h.Set("Cache-Control", "private, max-age=60")
-	}
-	if rec := recorderOf(w); rec != nil {
-		rec.cache, rec.source = "hit", "published"
-	}
-	if r.Method != http.MethodHead {
-		w.Write(data)
-	}
 }

@@ -1,10 +1,11 @@
-package server
+package server_test
 
 import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/modgate/modgate/internal/app"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -67,7 +68,7 @@ func TestPublishRecordsAuditFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
-	s, err := New(Options{
+	s, err := app.NewServer(app.ServerOptions{
 		Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Store: store,
 		Authenticator: bearerSubject{}, Published: publish.NewRegistry(pool, store, nil),
 	})

@@ -1,10 +1,13 @@
-// Package server wires modgate's HTTP surface: routes, middleware and the mapping
-// from errors to statuses. The protocol, cache and upstream logic live in their own
-// packages; this one composes them.
+// Package server is modgate's HTTP wiring: routes, middleware (request ids,
+// identity, rate limits, access log, audit) and the mapping from errors to
+// statuses. Every request is decided by the authorization gate (internal/gate)
+// and served from the module sources (internal/source); internal/app builds
+// both and hands them in.
 package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,77 +20,87 @@ import (
 	"github.com/modgate/modgate/internal/auth"
 	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/config"
-	"github.com/modgate/modgate/internal/gitsource"
+	"github.com/modgate/modgate/internal/gate"
 	"github.com/modgate/modgate/internal/login"
 	"github.com/modgate/modgate/internal/metrics"
 	"github.com/modgate/modgate/internal/publish"
-	"github.com/modgate/modgate/internal/storage"
-	"github.com/modgate/modgate/internal/upstream"
-	"github.com/modgate/modgate/internal/verify"
+	"github.com/modgate/modgate/internal/source"
 )
 
-// Options are the server's dependencies. Zero values get sensible defaults where
-// one exists.
+// Options are the server's dependencies, built by the composition root
+// (internal/app). Zero values get sensible defaults where one exists.
 type Options struct {
-	Config   config.Config
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
-	// Store overrides the disk store at Config.Cache.Dir.
-	Store storage.Store
-	// UpstreamTransport overrides the HTTP transport to upstream mirrors.
-	UpstreamTransport http.RoundTripper
+	// Metrics are the collectors registered on Registry; nil registers new ones.
+	Metrics *metrics.Metrics
+	// TLS is the TLS state (certificates, client-certificate verification); nil
+	// when serving plain HTTP.
+	TLS *auth.ServerTLS
 	// Authenticator verifies Bearer/Basic credentials; nil accepts only client
-	// certificates (and anonymous callers where auth.anonymous allows).
+	// certificates (and anonymous callers where Settings.Anonymous allows).
 	Authenticator Authenticator
-	// Policy decides requests; nil lets every authenticated caller pull anything.
-	Policy Policy
+	// Gate decides every request before a source is touched.
+	Gate *gate.Gate
+	// Sources serve module and checksum database objects through the cache.
+	Sources *source.Sources
+	// Publisher records versions published into modgate; nil disables the
+	// publish API (503).
+	Publisher Publisher
 	// Audit records every protocol request, publish, delete and denial; nil
 	// records nothing (no database configured).
 	Audit Auditor
 	// AuditQuery answers /api/v1/audit queries; nil disables the API.
 	AuditQuery AuditQuerier
-	// Published is the registry of versions published into modgate; nil disables
-	// the publish API (503) and serves no published versions.
-	Published Published
-	// FillLock serializes fills of one object across replicas sharing Store
-	// (cache.Config.Lock); nil when this process is the store's only user.
-	FillLock func(ctx context.Context, key string) (unlock func(), err error)
 	// Console is the web console (internal/console), served under /ui; nil
 	// serves none.
 	Console http.Handler
+	// SumDBNames are the checksum databases proxied under /sumdb/.
+	SumDBNames []string
+	Settings   Settings
+}
+
+// Settings are the few configuration values the HTTP layer reads itself.
+type Settings struct {
+	// Anonymous lets callers without credentials in (development only).
+	Anonymous bool
+	// AuditRequire refuses audited requests with 503 while nothing can record
+	// them.
+	AuditRequire bool
+	// Replica names this process in audit events.
+	Replica string
+	// RateLimit is the per-identity request budget.
+	RateLimit config.RateLimit
+	// ReadHeaderTimeout and IdleTimeout are the HTTP server's.
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// PublishMaxZipSize bounds an uploaded zip; 0 is the go command's limit.
+	PublishMaxZipSize int64
+	// Login is what /.well-known/modgate-login publishes for `modgate login`;
+	// nil when no OIDC login is configured.
+	Login *login.ServerInfo
 }
 
 // Server is modgate's HTTP handler and the state behind it.
 type Server struct {
-	cfg        config.Config
+	set        Settings
 	log        *slog.Logger
 	reg        *prometheus.Registry
 	m          *metrics.Metrics
-	cache      *cache.Cache
-	chain      *upstream.Chain
+	src        *source.Sources
+	gate       *gate.Gate
 	sumdbs     map[string]bool
 	tls        *auth.ServerTLS // nil when serving plain HTTP
 	authn      Authenticator
-	policy     Policy
 	audit      Auditor
 	auditQuery AuditQuerier
-	// published serves and records versions published into modgate (published.go).
-	published Published
-	// git serves private.routes (private.go); privatePatterns is private.patterns
-	// plus the routes' patterns.
-	git             *gitsource.Source
-	privatePatterns string
-	console         http.Handler
-	ready           []readyCheck
-	router          *mux.Router
+	// publisher records versions published into modgate (published.go).
+	publisher Publisher
+	console   http.Handler
+	ready     []readyCheck
+	router    *mux.Router
 
-	// verifier checks public .mod and .zip objects against the checksum database
-	// before they are cached (verify.go); nil when sumdb.verify is off.
-	verifier *verify.Verifier
 	// limiter is the per-identity request budget (ratelimit.go); nil is unlimited.
 	limiter *rateLimiter
-	// quarantine passes over mirrors that served an object failing verification.
-	quarantine quarantine
 }
 
 type readyCheck struct {
@@ -97,7 +110,9 @@ type readyCheck struct {
 
 // New builds a server from opts.
 func New(opts Options) (*Server, error) {
-	cfg := opts.Config
+	if opts.Gate == nil || opts.Sources == nil {
+		return nil, errors.New("server: Gate and Sources are required")
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -106,64 +121,29 @@ func New(opts Options) (*Server, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	m := metrics.New(reg)
-
-	store := opts.Store
-	if store == nil {
-		d, err := storage.NewDisk(cfg.Cache.Dir)
-		if err != nil {
-			return nil, err
-		}
-		store = d
+	m := opts.Metrics
+	if m == nil {
+		m = metrics.New(reg)
 	}
-	chain, err := newChain(cfg, opts.UpstreamTransport, log, m)
-	if err != nil {
-		return nil, err
-	}
-
 	s := &Server{
-		cfg:        cfg,
+		set:        opts.Settings,
 		log:        log,
 		reg:        reg,
 		m:          m,
-		cache:      cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D(), Lock: opts.FillLock}, log, m),
-		chain:      chain,
+		src:        opts.Sources,
+		gate:       opts.Gate,
 		sumdbs:     make(map[string]bool),
+		tls:        opts.TLS,
 		authn:      opts.Authenticator,
-		policy:     opts.Policy,
 		audit:      opts.Audit,
 		auditQuery: opts.AuditQuery,
-		published:  opts.Published,
+		publisher:  opts.Publisher,
 		console:    opts.Console,
-		limiter:    newRateLimiter(cfg.Server.RateLimit),
+		limiter:    newRateLimiter(opts.Settings.RateLimit),
 	}
-	if s.policy == nil {
-		s.policy = allowAll{}
-	}
-	s.privatePatterns = cfg.Private.AllPatterns()
-	if s.git, err = newGitSource(cfg, s); err != nil {
-		return nil, err
-	}
-	if s.verifier, err = newVerifier(s, store); err != nil {
-		return nil, err
-	}
-	if cfg.TLSEnabled() {
-		st, err := auth.NewServerTLS(cfg.TLS, log)
-		if err != nil {
-			return nil, err
-		}
-		s.tls = st
-	}
-	for _, n := range cfg.SumDB.Names {
+	for _, n := range opts.SumDBNames {
 		s.sumdbs[n] = true
 	}
-	s.AddReadyCheck("storage", func(ctx context.Context) (string, error) {
-		_, err := store.Stat(ctx, "readyz-probe")
-		if err != nil && derrorsIsNotFound(err) {
-			return "", nil
-		}
-		return "", err
-	})
 	s.router = s.routes()
 	return s, nil
 }
@@ -182,7 +162,7 @@ func (s *Server) TLS() *auth.ServerTLS { return s.tls }
 func (s *Server) Handler() http.Handler { return s.router }
 
 // Cache returns the server's object cache.
-func (s *Server) Cache() *cache.Cache { return s.cache }
+func (s *Server) Cache() *cache.Cache { return s.src.Cache() }
 
 func (s *Server) routes() *mux.Router {
 	r := mux.NewRouter()
@@ -221,8 +201,8 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: s.cfg.Server.ReadHeaderTimeout.D(),
-		IdleTimeout:       s.cfg.Server.IdleTimeout.D(),
+		ReadHeaderTimeout: s.set.ReadHeaderTimeout,
+		IdleTimeout:       s.set.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

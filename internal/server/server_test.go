@@ -1,8 +1,9 @@
-package server
+package server_test
 
 import (
 	"bytes"
 	"fmt"
+	"github.com/modgate/modgate/internal/app"
 	"io"
 	"io/fs"
 	"net/http"
@@ -47,7 +48,7 @@ func newTestServer(t *testing.T, upstreamURL string) (*httptest.Server, string) 
 	cfg.Auth.Anonymous = true
 	cfg.Upstream.Retries = 0
 	cfg.SumDB.Verify = false // proxytest mounts no checksum database here
-	s, err := New(Options{Config: cfg})
+	s, err := app.NewServer(app.ServerOptions{Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,10 @@ import (
 	"strings"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/policy"
+	"github.com/modgate/modgate/internal/source"
 )
 
 // handleSumDB proxies the checksum database protocol
@@ -36,65 +35,35 @@ func (s *Server) handleSumDB(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	spec, contentType, modPath, err := s.sumdbSpec(name, rest)
+	p, err := source.ParseSumDBPath(name, rest)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	// Tiles and tree heads name no module; a lookup does, and is decided like a
-	// pull of that module (a deny-listed module is not even looked up).
-	if d, err := s.decide(w, r, s.input(r, policy.ActionSumDB, modPath, "")); err != nil || !d.Allow {
-		if err == nil {
-			err = d.Err()
+	// Tiles and tree heads name no module. A lookup does, and the gate decides
+	// it like a pull of that module: a deny-listed module, or one the caller may
+	// not pull, is not even looked up, and the refusal names the policy's reason.
+	gr := s.gateRequest(r, policy.ActionSumDB, p.Module, p.Version)
+	if p.Module != "" {
+		if rec := recorderOf(w); rec != nil {
+			rec.module, rec.version = p.Module, p.Version
 		}
-		s.writeError(w, r, err)
+		gr.Lookup = true
+		if gr.EscapedModule, err = module.EscapePath(p.Module); err != nil {
+			s.writeError(w, r, derrors.WithCause(derrors.InvalidArgument, err, "invalid module path in lookup"))
+			return
+		}
+	}
+	if _, ok := s.authorize(w, r, gr); !ok {
 		return
 	}
-	entry, err := s.cache.Get(r.Context(), spec)
+	entry, err := s.src.SumDB(r.Context(), p)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	defer entry.Close()
-	s.serveEntry(w, r, entry, contentType, spec.Immutable)
-}
-
-// sumdbSpec validates a checksum database path and says how it is cached: full
-// tiles and lookups never change once published; the signed tree head ("latest")
-// and partial tiles grow with the log.
-func (s *Server) sumdbSpec(name, rest string) (spec cache.Spec, contentType, modPath string, err error) {
-	path := "sumdb/" + name + "/" + rest
-	spec = cache.Spec{Key: path, Fetch: s.upstreamFetch(path, 1<<20), TTL: s.cfg.SumDB.LatestTTL.D(), MaxSize: 1 << 20}
-	switch {
-	case rest == "latest":
-		return spec, "text/plain; charset=utf-8", "", nil
-	case strings.HasPrefix(rest, "lookup/"):
-		escMod, escVer, ok := strings.Cut(strings.TrimPrefix(rest, "lookup/"), "@")
-		if !ok {
-			return spec, "", "", derrors.New(derrors.InvalidArgument, "malformed checksum database lookup")
-		}
-		modPath, err = module.UnescapePath(escMod)
-		if err != nil {
-			return spec, "", "", derrors.WithCause(derrors.InvalidArgument, err, "invalid module path in lookup")
-		}
-		if s.isPrivate(modPath) {
-			// The lookup would tell the checksum database the private path.
-			return spec, "", "", derrors.New(derrors.NotFound, "not found: %s is a private module path; private modules are not in the checksum database (set GONOSUMDB)", modPath)
-		}
-		if _, err := module.UnescapeVersion(escVer); err != nil {
-			return spec, "", "", derrors.WithCause(derrors.InvalidArgument, err, "invalid version in lookup")
-		}
-		spec.Immutable = true
-		return spec, "text/plain; charset=utf-8", modPath, nil
-	case strings.HasPrefix(rest, "tile/"):
-		t, err := tlog.ParseTilePath(rest)
-		if err != nil {
-			return spec, "", "", derrors.WithCause(derrors.InvalidArgument, err, "malformed checksum database tile path")
-		}
-		spec.Immutable = t.W == 1<<t.H
-		return spec, "application/octet-stream", "", nil
-	}
-	return spec, "", "", derrors.New(derrors.NotFound, "unknown checksum database path")
+	s.serveEntry(w, r, entry, p.ContentType, p.Immutable())
 }
 
 func printable(s string) string {

@@ -38,6 +38,8 @@ type Provider struct {
 	store   *storage
 	down    atomic.Bool
 	jwksHit atomic.Int64
+	// userinfoHit counts userinfo requests.
+	userinfoHit atomic.Int64
 
 	foreignOnce sync.Once
 	foreign     *signingKey
@@ -82,8 +84,11 @@ func Start(t testing.TB) *Provider {
 			http.Error(w, "identity provider down for the test", http.StatusServiceUnavailable)
 			return
 		}
-		if r.URL.Path == "/keys" {
+		switch r.URL.Path {
+		case "/keys":
 			p.jwksHit.Add(1)
+		case "/userinfo":
+			p.userinfoHit.Add(1)
 		}
 		if r.URL.Path == loginPath {
 			p.serveLogin(w, r)
@@ -117,6 +122,26 @@ func (p *Provider) CAFile(t testing.TB) string {
 	}
 	return path
 }
+
+// SetGroupsOnlyAtUserinfo keeps the groups claim out of the ID tokens issued
+// from now on (true), as IdPs do that put user claims only at the userinfo
+// endpoint, or puts it back (false, the default).
+func (p *Provider) SetGroupsOnlyAtUserinfo(only bool) {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	p.store.groupsOnlyAtUserinfo = only
+}
+
+// DeviceScopes returns the scopes of the last device authorization request,
+// space-separated.
+func (p *Provider) DeviceScopes() string {
+	p.store.mu.Lock()
+	defer p.store.mu.Unlock()
+	return p.store.deviceScopes
+}
+
+// UserinfoRequests reports how many requests the userinfo endpoint answered.
+func (p *Provider) UserinfoRequests() int64 { return p.userinfoHit.Load() }
 
 // JWKSRequests reports how many times the JWKS endpoint was fetched.
 func (p *Provider) JWKSRequests() int64 { return p.jwksHit.Load() }

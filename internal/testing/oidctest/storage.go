@@ -37,6 +37,9 @@ type storage struct {
 	webClients    map[string]*client      // authorization-code clients by id
 	authRequests  map[string]*authRequest // by id
 	codes         map[string]string       // authorization code → auth request id
+
+	groupsOnlyAtUserinfo bool   // ID tokens carry no groups claim
+	deviceScopes         string // scopes of the last device authorization request
 }
 
 type user struct {
@@ -321,7 +324,7 @@ func (s *storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string
 	return nil
 }
 
-func (s *storage) setUserinfo(info *oidc.UserInfo, subject string) {
+func (s *storage) setUserinfo(info *oidc.UserInfo, subject string, groups bool) {
 	s.mu.Lock()
 	u := s.user(subject)
 	s.mu.Unlock()
@@ -330,22 +333,29 @@ func (s *storage) setUserinfo(info *oidc.UserInfo, subject string) {
 		info.Email = u.email
 		info.EmailVerified = true
 	}
-	info.AppendClaims("groups", slices.Clone(u.groups))
+	if groups {
+		info.AppendClaims("groups", slices.Clone(u.groups))
+	}
 }
 
+// SetUserinfoFromScopes fills the ID token's user claims.
 func (s *storage) SetUserinfoFromScopes(ctx context.Context, info *oidc.UserInfo, userID, clientID string, scopes []string) error {
-	s.setUserinfo(info, userID)
+	s.mu.Lock()
+	groups := !s.groupsOnlyAtUserinfo
+	s.mu.Unlock()
+	s.setUserinfo(info, userID, groups)
 	return nil
 }
 
+// SetUserinfoFromToken answers the userinfo endpoint.
 func (s *storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, origin string) error {
-	s.setUserinfo(info, subject)
+	s.setUserinfo(info, subject, true)
 	return nil
 }
 
 func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
 	info := new(oidc.UserInfo)
-	s.setUserinfo(info, subject)
+	s.setUserinfo(info, subject, true)
 	resp.SetUserInfo(info)
 	resp.Active = true
 	resp.ClientID = clientID
@@ -355,6 +365,9 @@ func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.Intr
 func (s *storage) GetPrivateClaimsFromScopes(ctx context.Context, userID, clientID string, scopes []string) (map[string]any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.groupsOnlyAtUserinfo {
+		return nil, nil
+	}
 	return map[string]any{"groups": slices.Clone(s.user(userID).groups)}, nil
 }
 
@@ -376,6 +389,7 @@ func (s *storage) StoreDeviceAuthorization(ctx context.Context, clientID, device
 	if _, ok := s.userCodes[userCode]; ok {
 		return op.ErrDuplicateUserCode
 	}
+	s.deviceScopes = strings.Join(scopes, " ")
 	d := &device{userCode: userCode, state: op.DeviceAuthorizationState{ClientID: clientID, Scopes: scopes, Expires: expires}}
 	s.devices[deviceCode] = d
 	s.userCodes[userCode] = deviceCode
