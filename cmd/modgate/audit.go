@@ -20,6 +20,7 @@ commands:
   verify         check the hash chains; exits non-zero if a row was altered
   who-pulled M@V who pulled module M at version V (M alone: any version)
   team-pulls T   what team T pulled (--since 90d)
+  affected ID    who pulled versions advisory ID affects, and who has not pulled a fix since
 
 Every command finds the database the same way: --database-url URL, else the one
 --config FILE (or $MODGATE_CONFIG) names, found as 'modgate serve' finds it, else
@@ -45,6 +46,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return auditWhoPulled(ctx, args[1:], stdout, stderr)
 	case "team-pulls":
 		return auditTeamPulls(ctx, args[1:], stdout, stderr)
+	case "affected":
+		return auditAffected(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, auditUsage)
 	return fmt.Errorf("audit: unknown command %q", args[0])
@@ -185,6 +188,7 @@ func openAuditDB(ctx context.Context, db dbFlags) (interface {
 	}
 	pool, err := database.Open(ctx, url)
 	if err != nil {
+		database.MarkUnavailable(&err, "cannot read the audit trail now")
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return pool, nil

@@ -91,6 +91,7 @@ func openTokenStore(ctx context.Context, db dbFlags) (*tokens.Store, func(), err
 	}
 	pool, err := database.Open(ctx, dbURL)
 	if err != nil {
+		database.MarkUnavailable(&err, "cannot administer API tokens now")
 		return nil, nil, err
 	}
 	s, err := tokens.NewStore(pool, tokens.Config{})

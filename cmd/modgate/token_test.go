@@ -145,6 +145,7 @@ func TestTokenCommandErrors(t *testing.T) {
 		{"fail/unknown-scope", []string{"create", "--subject", "ci", "--scope", "root", "--database-url", url}, "unknown scope", ""},
 		{"fail/no-database", []string{"list", "--database-url", ""}, "no database", ""},
 		{"fail/bad-database-url", []string{"list", "--database-url", "postgres://%zz"}, "invalid database URL", ""},
+		{"fail/database-unreachable", []string{"list", "--database-url", "postgres://postgres@127.0.0.1:1/x?sslmode=disable&connect_timeout=2"}, "cannot administer API tokens now: modgate's database is unreachable", ""},
 		{"fail/revoke-no-id", []string{"revoke", "--database-url", url}, "exactly one", ""},
 		{"fail/revoke-unknown", []string{"revoke", "aaaaaaaaaaaaaaaa", "--database-url", url}, "no API token", ""},
 		{"fail/revoke-unknown-secret", []string{"revoke", leaked, "--database-url", url}, "no API token", ""},

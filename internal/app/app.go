@@ -38,14 +38,17 @@ import (
 
 // App is a configured modgate.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	pool    *pgxpool.Pool
-	server  *server.Server
-	core    *Core
-	policy  *policy.Engine
-	audit   *audit.Writer
-	closers []func()
+	cfg    config.Config
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	server *server.Server
+	core   *Core
+	policy *policy.Engine
+	audit  *audit.Writer
+	// dbMonitor and tokens feed readiness (degraded.go); nil without a database.
+	dbMonitor *database.Monitor
+	tokens    *tokens.Store
+	closers   []func()
 }
 
 // New builds modgate from cfg. Close releases what it opened.
@@ -88,14 +91,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err != nil {
 		return nil, err
 	}
+	vdb, err := a.newVulnDB()
+	if err != nil {
+		return nil, err
+	}
 	var pol gate.Policy
 	var engine *policy.Engine
 	if cfg.Policy.Dir != "" {
-		engine, err = policy.Load(ctx, cfg.Policy.Dir, policy.Options{
+		popts := policy.Options{
 			Logger:     log,
 			Registerer: reg,
 			CacheSize:  cfg.Policy.CacheSize,
-		})
+		}
+		a.policyFacts(&popts, vdb)
+		engine, err = policy.Load(ctx, cfg.Policy.Dir, popts)
 		if err != nil {
 			return nil, fmt.Errorf("app: loading policy: %w", err)
 		}
@@ -151,18 +160,34 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Audit:         auditor,
 		AuditQuery:    a.auditQuery(),
 		Published:     published,
+		AuditAffected: a.affected(vdb),
 	}
 	if cfg.Console.Enabled {
-		sopts.Console = func(c *Core) (http.Handler, error) { return a.console(reg, engine, auditor, c) }
+		sopts.Console = func(c *Core) (http.Handler, error) { return a.console(reg, engine, auditor, c, a.affected(vdb)) }
 	}
 	core, err := Build(sopts)
 	if err != nil {
 		return nil, err
 	}
 	a.core, a.server = core, core.Server
-	if a.audit != nil {
-		a.server.AddReadyCheck("audit", func(context.Context) (string, error) { return "", a.audit.Healthy() })
+	if vdb != nil {
+		a.server.SetVulnDB(vdb)
+		// A vulnerability database that cannot be loaded is a degraded feature, not
+		// a reason to take the replica out of service: modules are still served.
+		a.server.AddReadyCheck("vulndb", func(context.Context) (string, error) {
+			detail, err := vdb.Status()
+			if err != nil {
+				return "", server.Degraded("%v", err)
+			}
+			return detail, nil
+		})
+		vctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { vdb.Run(vctx); close(done) }()
+		a.closers = append(a.closers, func() { stop(); <-done })
 	}
+	a.watchDatabase(reg)
+	a.addDegradableReadyChecks()
 	if engine != nil {
 		a.server.AddReadyCheck("policy", func(context.Context) (string, error) {
 			// A failed reload leaves the last good policy in force: report it, but
@@ -181,9 +206,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		// A HEAD of a missing object cannot tell "no such key" from "no such
 		// bucket", so the storage check alone would pass with the bucket gone.
 		a.server.AddReadyCheck("bucket", func(ctx context.Context) (string, error) { return "", b.CheckBucket(ctx) })
-	}
-	if a.pool != nil {
-		a.server.AddReadyCheck("database", func(ctx context.Context) (string, error) { return "", a.pool.Ping(ctx) })
 	}
 	return a, nil
 }
@@ -242,9 +264,9 @@ func (a *App) storage(dbURL string) (storage.Store, func(context.Context, string
 			a.log.Warn("storage: shared bucket without a database: replicas cannot coordinate fills and may each fetch the same object")
 			return store, nil, nil
 		}
-		locker, err := database.NewLocker(dbURL, fillLockConns)
+		locker, err := a.newFillLocker(dbURL)
 		if err != nil {
-			return nil, nil, fmt.Errorf("app: %w", err)
+			return nil, nil, err
 		}
 		return store, locker.Lock, nil
 	default:
@@ -292,9 +314,10 @@ func (a *App) authenticator() (server.Authenticator, error) {
 // console builds the web console. It reads the client certificate through the
 // server's TLS state, which exists only once the server does: the closure looks
 // it up per request.
-func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor server.Auditor, c *Core) (*console.Console, error) {
+func (a *App) console(reg *prometheus.Registry, engine *policy.Engine, auditor server.Auditor, c *Core, affected func(context.Context, string) ([]audit.Exposure, error)) (*console.Console, error) {
 	cc := a.cfg.Console
 	opts := console.Options{
+		Affected:   affected,
 		Logger:     a.log,
 		SessionTTL: cc.SessionTTL.D(),
 		Gatherer:   reg,
@@ -365,10 +388,11 @@ func (a *App) tokenVerifier() (auth.TokenVerifier, error) {
 	if !a.cfg.Auth.APITokens || a.pool == nil {
 		return nil, nil
 	}
-	store, err := tokens.NewStore(a.pool, tokens.Config{Logger: a.log})
+	store, err := tokens.NewStore(a.pool, a.tokenStoreConfig())
 	if err != nil {
 		return nil, err
 	}
+	a.tokens = store
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { store.Listen(ctx); close(done) }()

@@ -60,6 +60,8 @@ type ServerOptions struct {
 	// Console builds the web console once the gate and TLS state exist; nil
 	// serves none.
 	Console func(c *Core) (http.Handler, error)
+	// AuditAffected answers /api/v1/audit/affected; nil disables it.
+	AuditAffected server.AuditAffected
 }
 
 // Core is the request path: TLS, the sources with their cache, the router, the
@@ -191,6 +193,7 @@ func Build(opts ServerOptions) (*Core, error) {
 		Console:       consoleHandler,
 		SumDBNames:    cfg.SumDB.Names,
 		Settings:      set,
+		AuditAffected: opts.AuditAffected,
 	}
 	// Interfaces get nil, not typed nils, when a piece is off.
 	if opts.Published != nil {

@@ -43,7 +43,7 @@ const (
 var Actions = []Action{
 	ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB,
 	ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin,
-	"invalid-request", "bundle-export", "bundle-import",
+	"invalid-request", "bundle-export", "bundle-import", "vulndb",
 }
 
 // PullActions are the actions that fetch a module version's content or metadata.

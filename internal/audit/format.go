@@ -77,21 +77,30 @@ var csvHeader = []string{
 
 // WriteCSV writes every column; teams are joined with ';', hashes in hex.
 func WriteCSV(w io.Writer, rows []Row, header bool) error {
-	cw := csv.NewWriter(w)
-	if header {
-		if err := cw.Write(csvHeader); err != nil {
-			return err
-		}
-	}
+	records := make([][]string, 0, len(rows))
 	for _, r := range rows {
-		rec := []string{
+		records = append(records, []string{
 			strconv.FormatInt(r.ID, 10), r.EventID, r.Time.Format(time.RFC3339Nano), r.RequestID, r.DecisionID,
 			r.Subject, strings.Join(r.Teams, ";"), r.AuthMethod, r.ClientAddr, r.CertFingerprint,
 			string(r.Action), r.Module, r.Version, string(r.Outcome), strconv.Itoa(r.Status),
 			r.Reason, r.Source, strconv.FormatInt(r.Bytes, 10), strconv.FormatFloat(r.DurationMS, 'f', -1, 64),
 			r.UserAgent, r.Replica, r.ContentHash, r.ChainID, strconv.FormatInt(r.Seq, 10),
 			hex.EncodeToString(r.PrevHash), hex.EncodeToString(r.Hash),
+		})
+	}
+	return writeCSVRecords(w, csvHeader, records, header)
+}
+
+// writeCSVRecords is the one CSV writer of every audit export (events,
+// exposures), so what one export does to its cells every export does.
+func writeCSVRecords(w io.Writer, header []string, records [][]string, writeHeader bool) error {
+	cw := csv.NewWriter(w)
+	if writeHeader {
+		if err := cw.Write(header); err != nil {
+			return err
 		}
+	}
+	for _, rec := range records {
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

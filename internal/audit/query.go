@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
 )
 
@@ -69,6 +70,9 @@ func scanRow(rows pgx.Rows) (Row, error) {
 // meanwhile never shift a page.
 func Query(ctx context.Context, db DB, f Filter) (_ []Row, next string, err error) {
 	defer derrors.Wrap(&err, "audit.Query")
+	// Events recorded meanwhile wait in the spool; only reading them needs the
+	// database.
+	defer database.MarkUnavailable(&err, "cannot query the audit trail now (events are still being recorded)")
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}

@@ -205,3 +205,15 @@ func TestWriteFormats(t *testing.T) {
 		t.Error("unknown format accepted")
 	}
 }
+
+// Querying without the database is a 503 that says recording goes on.
+func TestQueryDatabaseUnreachable(t *testing.T) {
+	t.Parallel()
+	pool, _ := pgtest.NewPool(t)
+	pool.Close()
+	_, _, err := Query(context.Background(), pool, Filter{})
+	want := "cannot query the audit trail now (events are still being recorded): modgate's database is unreachable; try again when it is back"
+	if !errors.Is(err, derrors.Unavailable) || derrors.PublicMessage(err) != want {
+		t.Errorf("err = %v (%q), want Unavailable %q", err, derrors.PublicMessage(err), want)
+	}
+}

@@ -45,6 +45,8 @@ type Config struct {
 	// Mirror schedules pre-warm syncs run inside `modgate serve` (docs/mirror.md).
 	Mirror  Mirror  `yaml:"mirror"`
 	Console Console `yaml:"console"`
+	// VulnDB serves the Go vulnerability database (docs/vulnerabilities.md).
+	VulnDB VulnDB `yaml:"vulndb"`
 }
 
 // Console configures the web console at /ui (docs/console.md). Callers with a
@@ -254,6 +256,11 @@ type Auth struct {
 	OIDC auth.OIDCConfig `yaml:"oidc"`
 	// APITokens accepts modgate API tokens (mgt_...); needs the database.
 	APITokens bool `yaml:"api_tokens"`
+	// APITokenStaleIfError is how long after the database last confirmed an API
+	// token it is still accepted, with the identity it had then, while the
+	// database is unreachable; 0 refuses every token the database cannot
+	// confirm (503). SECURITY.md states the trade-off.
+	APITokenStaleIfError Duration `yaml:"api_token_stale_if_error"`
 	// LoginClientID and LoginScopes are published at /.well-known/modgate-login so
 	// `modgate login https://proxy` needs no other flags.
 	LoginClientID string   `yaml:"login_client_id"`
@@ -507,9 +514,10 @@ func Defaults() Config {
 		},
 		Log: Log{Level: "info"},
 		Auth: Auth{
-			APITokens:     true,
-			FailureBurst:  20,
-			FailureRefill: Duration(6 * time.Second),
+			APITokens:            true,
+			APITokenStaleIfError: Duration(30 * time.Minute),
+			FailureBurst:         20,
+			FailureRefill:        Duration(6 * time.Second),
 		},
 		Database: Database{Migrate: true},
 		Private:  Private{Refresh: Duration(10 * time.Second), GitTimeout: Duration(5 * time.Minute)},
@@ -522,6 +530,7 @@ func Defaults() Config {
 			ShutdownTimeout:   Duration(30 * time.Second),
 			RateLimit:         RateLimit{RequestsPerSecond: 1000, Burst: 5000},
 		},
+		VulnDB: defaultVulnDB(),
 	}
 }
 
@@ -560,6 +569,9 @@ func (c *Config) Validate() error {
 	var errs []string
 	if c.Listen == "" {
 		errs = append(errs, "listen must be set")
+	}
+	if err := c.VulnDB.Validate(); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if c.Cache.Dir == "" {
 		errs = append(errs, "cache.dir must be set")
@@ -662,6 +674,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Console.SessionTTL <= 0 {
 		errs = append(errs, "console.session_ttl must be a positive duration (e.g. 8h)")
+	}
+	if c.Auth.APITokenStaleIfError < 0 {
+		return errors.New("config: auth.api_token_stale_if_error must not be negative")
 	}
 	if c.Auth.FailureBurst < 0 || c.Auth.FailureRefill < 0 {
 		errs = append(errs, "auth.failure_burst and auth.failure_refill must not be negative")

@@ -103,6 +103,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// Affected answers the advisory page (who pulled affected versions); nil:
+	// the page says it needs the audit trail and the vulnerability database.
+	Affected func(ctx context.Context, id string) ([]audit.Exposure, error)
 }
 
 // Console is the console's HTTP handler.
@@ -182,6 +185,8 @@ func (c *Console) routes() {
 	m.Handle("GET "+Prefix+"/policy/files/{file...}", c.authorized(c.handlePolicyFile))
 	m.Handle("POST "+Prefix+"/policy/what-if", c.authorized(c.handleWhatIf))
 	m.Handle("GET "+Prefix+"/health", c.authorized(c.handleHealth))
+	m.Handle("GET "+Prefix+"/affected", c.authorized(c.handleAffected))
+	m.Handle("GET "+Prefix+"/affected.csv", c.authorized(c.handleAffectedExport))
 }
 
 // ServeHTTP serves the console under Prefix with its security headers.

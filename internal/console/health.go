@@ -27,10 +27,14 @@ type healthData struct {
 	QueueDepth   float64
 	SpoolBytes   float64
 	AuditHealthy bool
-	Failures     map[string]float64
-	Policy       *policy.Status
-	Errors       []audit.Row
-	ErrorsErr    string
+	// Database is set when the replica watches PostgreSQL
+	// (modgate_database_up); DatabaseUp is its last answer.
+	Database   bool
+	DatabaseUp bool
+	Failures   map[string]float64
+	Policy     *policy.Status
+	Errors     []audit.Row
+	ErrorsErr  string
 }
 
 // handleHealth reads this replica's Prometheus registry — the numbers /metrics
@@ -73,6 +77,8 @@ func (c *Console) handleHealth(w http.ResponseWriter, r *http.Request) {
 				d.Audit, d.QueueDepth = true, gauge(mf)
 			case "modgate_audit_spool_bytes":
 				d.SpoolBytes = gauge(mf)
+			case "modgate_database_up":
+				d.Database, d.DatabaseUp = true, gauge(mf) == 1
 			case "modgate_audit_healthy":
 				d.AuditHealthy = gauge(mf) == 1
 			case "modgate_audit_failures_total":

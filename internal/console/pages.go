@@ -21,7 +21,7 @@ import (
 	"github.com/modgate/modgate/internal/policy"
 )
 
-var pageNames = []string{"signin", "error", "events", "module", "subject", "policy", "file", "health"}
+var pageNames = []string{"signin", "error", "events", "module", "subject", "policy", "file", "health", "affected"}
 
 var funcs = template.FuncMap{
 	"time": func(t time.Time) string {

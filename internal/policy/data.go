@@ -39,6 +39,34 @@ type Settings struct {
 	// Anonymous is "deny" (default) or "public".
 	Anonymous string   `json:"anonymous" yaml:"anonymous"`
 	Cooldown  Cooldown `json:"cooldown" yaml:"cooldown"`
+	// Vulnerabilities refuses versions affected by a known advisory
+	// (docs/vulnerabilities.md).
+	Vulnerabilities Vulnerabilities `json:"vulnerabilities" yaml:"vulnerabilities"`
+	// Licenses refuses modules by the licenses found in their zips.
+	Licenses Licenses `json:"licenses" yaml:"licenses"`
+}
+
+// Vulnerabilities configures the rule that refuses affected versions.
+type Vulnerabilities struct {
+	Enabled bool `json:"enabled" yaml:"enabled"`
+	// Exempt lists exemptions; each applies where all its set fields match.
+	Exempt []VulnExemption `json:"exempt" yaml:"exempt"`
+}
+
+// VulnExemption lets affected versions through: of one advisory, one module
+// path prefix, for one team, or any combination of them.
+type VulnExemption struct {
+	Advisory string `json:"advisory" yaml:"advisory"` // GO-2024-1234; "" = any
+	Module   string `json:"module" yaml:"module"`     // path prefix; "" = any
+	Team     string `json:"team" yaml:"team"`         // "" = any caller
+	Reason   string `json:"reason" yaml:"reason"`     // why, for the next reviewer
+}
+
+// Licenses configures the rule that refuses modules by license.
+type Licenses struct {
+	Enabled bool `json:"enabled" yaml:"enabled"`
+	// Deny maps a team ("*" for everyone) to the SPDX license ids it may not pull.
+	Deny map[string][]string `json:"deny" yaml:"deny"`
 }
 
 // Cooldown holds back public versions younger than Hours.
@@ -184,6 +212,42 @@ func (d *Data) normalize() error {
 		}
 	}
 
+	s.Vulnerabilities.Exempt = nonNilSlice(s.Vulnerabilities.Exempt)
+	for i, x := range s.Vulnerabilities.Exempt {
+		if x.Advisory == "" && x.Module == "" && x.Team == "" {
+			bad("settings.vulnerabilities.exempt[%d]: names no advisory, module or team (it would exempt everything)", i)
+		}
+		if strings.TrimSpace(x.Reason) == "" {
+			bad("settings.vulnerabilities.exempt[%d]: reason is missing", i)
+		}
+		if x.Module != "" {
+			if err := checkPrefix(x.Module); err != nil {
+				bad("settings.vulnerabilities.exempt[%d].module: %v", i, err)
+			}
+		}
+		if x.Team != "" {
+			if err := checkTeam(x.Team); err != nil {
+				bad("settings.vulnerabilities.exempt[%d].team: %v", i, err)
+			}
+		}
+	}
+	if s.Licenses.Deny == nil {
+		s.Licenses.Deny = map[string][]string{}
+	}
+	for _, team := range sortedKeys(s.Licenses.Deny) {
+		if team != "*" {
+			if err := checkTeam(team); err != nil {
+				bad("settings.licenses.deny: %v", err)
+			}
+		}
+		s.Licenses.Deny[team] = nonNil(s.Licenses.Deny[team])
+		for _, id := range s.Licenses.Deny[team] {
+			if id == "" || strings.ContainsFunc(id, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+				bad("settings.licenses.deny[%q]: %q is not an SPDX license id", team, id)
+			}
+		}
+	}
+
 	for _, subject := range sortedKeys(d.Members) {
 		if strings.TrimSpace(subject) == "" {
 			bad("members: empty subject")
@@ -283,6 +347,13 @@ func checkTeam(t string) error {
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
+	}
+	return s
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
 	return s
 }

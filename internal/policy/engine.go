@@ -65,6 +65,15 @@ type Options struct {
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 
+	// Advisories and Licenses compute input.advisories and input.licenses for a
+	// pull of module@version. The engine calls them only when the policy in force
+	// reads the field and its settings switch (settings.vulnerabilities.enabled,
+	// settings.licenses.enabled) is on, so a policy that does not use them costs
+	// nothing; both must be cheap after their first call for a version (the
+	// composition root caches them). Nil leaves the fields empty.
+	Advisories func(ctx context.Context, module, version string) ([]Advisory, error)
+	Licenses   func(ctx context.Context, module, version string) ([]string, error)
+
 	// SkipTests loads a policy without running its *_test.rego tests
 	// (`modgate policy explain` on a work in progress). The server never sets it.
 	SkipTests bool
@@ -145,8 +154,11 @@ type state struct {
 	// versionTime: decisions depend on the version's publication time, so the
 	// caller must look it up (an .info fetch per version) before deciding.
 	versionTime bool
-	cache       *decisionCache
-	loadedAt    time.Time
+	// advisories, licenses: decisions depend on input.advisories and
+	// input.licenses, which the engine fills in for pulls of a version.
+	advisories, licenses bool
+	cache                *decisionCache
+	loadedAt             time.Time
 }
 
 // Load reads, compiles and tests the policy in dir. Unlike a reload, a failure
@@ -279,6 +291,10 @@ func (e *Engine) build(ctx context.Context) (*state, error) {
 		used:     used,
 		versionTime: used&fieldVersionTime != 0 &&
 			ws.data.Settings != nil && ws.data.Settings.Cooldown.Enabled,
+		advisories: used&fieldAdvisories != 0 &&
+			ws.data.Settings != nil && ws.data.Settings.Vulnerabilities.Enabled,
+		licenses: used&fieldLicenses != 0 &&
+			ws.data.Settings != nil && ws.data.Settings.Licenses.Enabled,
 		cache:    newDecisionCache(e.opts.CacheSize),
 		loadedAt: e.opts.Now(),
 	}, nil
@@ -346,6 +362,10 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 	start := time.Now()
 	st := e.current.Load()
 	now := e.now(in.Time)
+	if err := e.facts(ctx, st, &in, false); err != nil {
+		e.metrics.errors.Inc()
+		return Decision{}, err
+	}
 	v, hit, err := e.decide(ctx, st, &in, now)
 	if err != nil {
 		e.metrics.errors.Inc()
@@ -376,9 +396,12 @@ func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string
 	in.Action = ActionZip
 	out := make([]string, 0, len(versions))
 	for _, v := range versions {
-		in.Version, in.VersionTime = v, ""
+		in.Version, in.VersionTime, in.Advisories, in.Licenses = v, "", nil, nil
 		if timeOf != nil {
 			in.VersionTime = timeOf(v)
+		}
+		if err := e.facts(ctx, st, &in, true); err != nil {
+			return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)
 		}
 		verdict, _, err := e.decide(ctx, st, &in, now)
 		if err != nil {
@@ -389,6 +412,35 @@ func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string
 		}
 	}
 	return out, nil
+}
+
+// facts fills input.advisories and input.licenses for a pull of a version when
+// the policy in force depends on them and the caller left them unset. Licenses
+// come from the zip, so they are computed for zip downloads only: the go
+// command reads the .mod of many versions it never downloads (module graph
+// pruning), and a license rule must not turn each into a zip fetch. Nor are they
+// computed while filtering a list (listing), which would read the zip of every
+// listed version; a version refused for its license is refused when its zip is
+// pulled, with the reason.
+func (e *Engine) facts(ctx context.Context, st *state, in *Input, listing bool) error {
+	if in.Module == "" || in.Version == "" || in.Action.Verb() != "pull" {
+		return nil
+	}
+	if st.advisories && in.Advisories == nil && e.opts.Advisories != nil {
+		advs, err := e.opts.Advisories(ctx, in.Module, in.Version)
+		if err != nil {
+			return fmt.Errorf("policy: advisories of %s@%s: %w", in.Module, in.Version, err)
+		}
+		in.Advisories = advs
+	}
+	if st.licenses && !listing && in.Action == ActionZip && in.Licenses == nil && e.opts.Licenses != nil {
+		ids, err := e.opts.Licenses(ctx, in.Module, in.Version)
+		if err != nil {
+			return fmt.Errorf("policy: licenses of %s@%s: %w", in.Module, in.Version, err)
+		}
+		in.Licenses = ids
+	}
+	return nil
 }
 
 func (e *Engine) now(t time.Time) time.Time {

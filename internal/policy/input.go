@@ -23,6 +23,7 @@ const (
 	ActionZip       Action = "zip"    // GET $module/@v/$version.zip
 	ActionLatest    Action = "latest" // GET $module/@latest
 	ActionSumDB     Action = "sumdb"  // GET /sumdb/$name/... (checksum database proxy)
+	ActionVulnDB    Action = "vulndb" // GET /vulndb/... (the vulnerability database)
 	ActionPublish   Action = "publish"
 	ActionDelete    Action = "delete"
 	ActionAuditRead Action = "audit.read"
@@ -30,7 +31,7 @@ const (
 )
 
 var actions = []Action{
-	ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB,
+	ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB, ActionVulnDB,
 	ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin,
 }
 
@@ -40,8 +41,9 @@ func Actions() []Action { return slices.Clone(actions) }
 // Valid reports whether a is one of the actions above.
 func (a Action) Valid() bool { return slices.Contains(actions, a) }
 
-// IsPull reports whether a only reads modules (the checksum database included).
-func (a Action) IsPull() bool { return a.Verb() == "pull" || a == ActionSumDB }
+// IsPull reports whether a only reads modules (the checksum and vulnerability
+// databases included).
+func (a Action) IsPull() bool { return a.Verb() == "pull" || a == ActionSumDB || a == ActionVulnDB }
 
 // Verb groups actions into what a policy usually cares about: "pull" for the
 // GOPROXY reads (list, info, mod, zip, latest), else the action itself
@@ -53,7 +55,7 @@ func (a Action) Verb() string {
 	switch a {
 	case ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest:
 		return "pull"
-	case ActionSumDB, ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin:
+	case ActionSumDB, ActionVulnDB, ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin:
 		return string(a)
 	}
 	return ""
@@ -86,6 +88,23 @@ type Input struct {
 	// Time is when the request is decided; zero means now. The engine rounds it
 	// down to its time resolution (a minute by default), see Options.
 	Time time.Time `json:"time"`
+	// Advisories are the vulnerability reports affecting Module at Version, and
+	// Licenses the SPDX ids found in its zip. The engine fills them for pulls of
+	// a version, through Options.Advisories and Options.Licenses, when the policy
+	// reads them and their settings switch is on; a caller may set them itself
+	// (`modgate policy explain`).
+	Advisories []Advisory `json:"advisories"`
+	Licenses   []string   `json:"licenses"`
+}
+
+// Advisory is one vulnerability report affecting the requested version
+// (input.advisories): the id (GO-2024-1234), its aliases (CVE and GHSA ids),
+// its summary, and the first version that fixes it ("" when none does).
+type Advisory struct {
+	ID      string   `json:"id"`
+	Aliases []string `json:"aliases"`
+	Summary string   `json:"summary"`
+	Fixed   string   `json:"fixed"`
 }
 
 // NewInput starts an Input for the caller: subject, teams, method and scopes
@@ -153,6 +172,8 @@ const (
 	fieldRoute
 	fieldClientAddr
 	fieldTime
+	fieldAdvisories
+	fieldLicenses
 	fieldAll inputField = 1<<iota - 1
 )
 
@@ -170,6 +191,8 @@ var fieldNames = map[string]inputField{
 	"route":         fieldRoute,
 	"client_addr":   fieldClientAddr,
 	"time":          fieldTime,
+	"advisories":    fieldAdvisories,
+	"licenses":      fieldLicenses,
 }
 
 // inputFieldsRead returns the input fields the modules refer to. A reference to
@@ -226,6 +249,12 @@ var (
 	keyClientAddr   = ast.StringTerm("client_addr")
 	keyTime         = ast.StringTerm("time")
 	keyPathPrefixes = ast.StringTerm("path_prefixes")
+	keyAdvisories   = ast.StringTerm("advisories")
+	keyLicenses     = ast.StringTerm("licenses")
+	keyID           = ast.StringTerm("id")
+	keyAliases      = ast.StringTerm("aliases")
+	keySummary      = ast.StringTerm("summary")
+	keyFixed        = ast.StringTerm("fixed")
 )
 
 // value builds the Rego input document directly as an AST value: cheaper than
@@ -252,7 +281,22 @@ func (in *Input) value(now time.Time, prefixes []string) ast.Value {
 		ast.Item(keyClientAddr, ast.StringTerm(in.ClientAddr)),
 		ast.Item(keyTime, ast.StringTerm(now.UTC().Format(time.RFC3339))),
 		ast.Item(keyPathPrefixes, strs(prefixes)),
+		ast.Item(keyAdvisories, advisoriesTerm(in.Advisories, strs)),
+		ast.Item(keyLicenses, strs(in.Licenses)),
 	)
+}
+
+func advisoriesTerm(advs []Advisory, strs func([]string) *ast.Term) *ast.Term {
+	terms := make([]*ast.Term, len(advs))
+	for i, a := range advs {
+		terms[i] = ast.ObjectTerm(
+			ast.Item(keyID, ast.StringTerm(a.ID)),
+			ast.Item(keyAliases, strs(a.Aliases)),
+			ast.Item(keySummary, ast.StringTerm(a.Summary)),
+			ast.Item(keyFixed, ast.StringTerm(a.Fixed)),
+		)
+	}
+	return ast.ArrayTerm(terms...)
 }
 
 // cacheKey encodes the fields the policy reads, each length-prefixed so that no
@@ -295,5 +339,16 @@ func (in *Input) cacheKey(used inputField, now time.Time) string {
 		b = append(b, 't')
 		b = strconv.AppendInt(b, now.Unix(), 10)
 	}
+	if used&fieldAdvisories != 0 {
+		b = strconv.AppendInt(b, int64(len(in.Advisories)), 10)
+		b = append(b, 'a')
+		for _, a := range in.Advisories {
+			put(fieldAdvisories, a.ID)
+			put(fieldAdvisories, a.Fixed)
+			put(fieldAdvisories, a.Summary)
+			putSet(fieldAdvisories, a.Aliases)
+		}
+	}
+	putSet(fieldLicenses, in.Licenses)
 	return string(b)
 }

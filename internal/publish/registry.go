@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/module"
 
+	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/storage"
 )
@@ -124,7 +125,17 @@ func unavailable(err error) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	if database.Unreachable(err) {
+		return derrors.WithCause(derrors.Unavailable, err, "modgate's database is unreachable; try again when it is back")
+	}
 	return derrors.WithCause(derrors.Unavailable, err, "modgate cannot reach its database or storage right now; try again")
+}
+
+// dbDown names what could not be done when err says the database could not be
+// asked; other errors pass unchanged.
+func dbDown(err error, doing string, args ...any) error {
+	database.MarkUnavailable(&err, doing, args...)
+	return err
 }
 
 // List returns every record of modulePath, deleted ones included, oldest first.
@@ -170,7 +181,8 @@ func (r *Registry) Publish(ctx context.Context, c Checked, zipFile *os.File, pub
 		out, err := compare(v, c)
 		return v, out, err
 	} else if !errors.Is(err, derrors.NotFound) {
-		return Version{}, 0, err
+		// Nothing is written before the database has said the version is new.
+		return Version{}, 0, dbDown(err, "cannot publish %s@%s now (nothing was stored)", c.Module, c.Version)
 	}
 
 	zipKey, modKey, err := keys(c)
@@ -195,7 +207,7 @@ func (r *Registry) Publish(ctx context.Context, c Checked, zipFile *os.File, pub
 	if !errors.Is(err, pgx.ErrNoRows) {
 		// The row may or may not have committed: leave the objects, which are
 		// harmless if unreferenced, rather than risk deleting a live version's.
-		return Version{}, 0, unavailable(err)
+		return Version{}, 0, dbDown(unavailable(err), "cannot publish %s@%s now (publish it again to find out whether it was recorded)", c.Module, c.Version)
 	}
 	// Lost the race: someone else's row stands.
 	v, err = r.Get(ctx, c.Module, c.Version)
@@ -239,12 +251,12 @@ func (r *Registry) Delete(ctx context.Context, modulePath, version, by, reason s
 	if errors.Is(err, pgx.ErrNoRows) {
 		old, gerr := r.Get(ctx, modulePath, version)
 		if gerr != nil {
-			return Version{}, gerr
+			return Version{}, dbDown(gerr, "cannot delete %s@%s now", modulePath, version)
 		}
 		return old, old.GoneError()
 	}
 	if err != nil {
-		return Version{}, unavailable(err)
+		return Version{}, dbDown(unavailable(err), "cannot delete %s@%s now", modulePath, version)
 	}
 	r.removeObjects(ctx, v.ZipKey, v.ModKey)
 	return v, nil

@@ -29,7 +29,7 @@ func audited(rec *recorder) bool {
 		return false
 	}
 	switch rec.endpoint {
-	case "list", "info", "mod", "zip", "latest", "module", "publish", "delete", "audit-read":
+	case "list", "info", "mod", "zip", "latest", "module", "publish", "delete", "audit-read", "vulndb":
 		return true
 	case "sumdb":
 		return rec.module != "" || rec.status >= 400

@@ -55,6 +55,8 @@ type Options struct {
 	// Console is the web console (internal/console), served under /ui; nil
 	// serves none.
 	Console http.Handler
+	// AuditAffected answers /api/v1/audit/affected (vulndb.go); nil disables it.
+	AuditAffected AuditAffected
 	// SumDBNames are the checksum databases proxied under /sumdb/.
 	SumDBNames []string
 	Settings   Settings
@@ -96,8 +98,12 @@ type Server struct {
 	// publisher records versions published into modgate (published.go).
 	publisher Publisher
 	console   http.Handler
-	ready     []readyCheck
-	router    *mux.Router
+	// vulndb is served at /vulndb/ and affected answers the blast radius of an
+	// advisory (vulndb.go); nil when off.
+	vulndb   VulnDB
+	affected AuditAffected
+	ready    []readyCheck
+	router   *mux.Router
 
 	// limiter is the per-identity request budget (ratelimit.go); nil is unlimited.
 	limiter *rateLimiter
@@ -139,6 +145,7 @@ func New(opts Options) (*Server, error) {
 		auditQuery: opts.AuditQuery,
 		publisher:  opts.Publisher,
 		console:    opts.Console,
+		affected:   opts.AuditAffected,
 		limiter:    newRateLimiter(opts.Settings.RateLimit),
 	}
 	for _, n := range opts.SumDBNames {
@@ -149,7 +156,8 @@ func New(opts Options) (*Server, error) {
 }
 
 // AddReadyCheck adds a named check to /readyz. A check failing makes the replica
-// unready; its detail, if any, is shown either way.
+// unready, unless its error is a *DegradedError (the replica still serves); its
+// detail, if any, is shown either way.
 func (s *Server) AddReadyCheck(name string, check func(context.Context) (string, error)) {
 	s.ready = append(s.ready, readyCheck{name, check})
 }
@@ -188,8 +196,10 @@ func (s *Server) routes() *mux.Router {
 
 	// Everything below needs a verified identity.
 	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditEvents))))
+	r.Handle("/api/v1/audit/affected", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditAffected))))
 	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handlePublishAPI)))))
 	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB)))))
+	r.PathPrefix(VulnDBPrefix).Handler(s.endpoint("vulndb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleVulnDB)))))
 	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
 	return r
 }
@@ -222,6 +232,10 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	status, body := http.StatusOK, ""
 	for _, c := range s.ready {
 		detail, err := c.check(ctx)
+		if deg := (*DegradedError)(nil); errors.As(err, &deg) {
+			body += c.name + ": degraded (" + deg.Reason + ")\n"
+			continue
+		}
 		if err != nil {
 			status = http.StatusServiceUnavailable
 			body += fmt.Sprintf("%s: %v\n", c.name, err)

@@ -14,6 +14,10 @@ import (
 // would let an attacker grow the map at will.
 type cache struct {
 	ttl time.Duration
+	// stale is how long after its last verification an entry may still be
+	// used while the database cannot be asked (see Config.StaleIfError); entries
+	// are kept that long.
+	stale time.Duration
 
 	mu      sync.RWMutex
 	entries map[[sha256.Size]byte]*entry
@@ -29,12 +33,18 @@ type cache struct {
 type entry struct {
 	id        identity.Identity // template; callers get copies
 	expiresAt time.Time         // the token's expiry; zero: never
-	cachedAt  time.Time
+	// cachedAt starts the TTL: when the database was last asked about the
+	// token, successfully or not (a stale entry served through an outage is
+	// re-stored so that the database is asked once per TTL, not per request).
+	cachedAt time.Time
+	// verifiedAt is when the database last confirmed the token.
+	verifiedAt time.Time
 }
 
-func newCache(ttl time.Duration) *cache {
+func newCache(ttl, stale time.Duration) *cache {
 	return &cache{
 		ttl:     ttl,
+		stale:   stale,
 		entries: make(map[[sha256.Size]byte]*entry),
 		byID:    make(map[string][sha256.Size]byte),
 	}
@@ -46,6 +56,18 @@ func (c *cache) get(hash [sha256.Size]byte, now time.Time) *entry {
 	e := c.entries[hash]
 	c.mu.RUnlock()
 	if e == nil || now.Sub(e.cachedAt) >= c.ttl || now.Before(e.cachedAt) {
+		return nil
+	}
+	return e
+}
+
+// getStale returns the entry for hash if the database confirmed it less than
+// the stale-if-error window ago, however old its TTL.
+func (c *cache) getStale(hash [sha256.Size]byte, now time.Time) *entry {
+	c.mu.RLock()
+	e := c.entries[hash]
+	c.mu.RUnlock()
+	if e == nil || now.Sub(e.verifiedAt) >= c.stale || now.Before(e.verifiedAt) {
 		return nil
 	}
 	return e
@@ -81,8 +103,9 @@ func (c *cache) evict(id string) {
 	}
 }
 
-// flush forgets everything: after the notification listener (re)connects, any
-// token may have been revoked while nobody was listening.
+// flush forgets everything: when the notification listener first connects (or
+// cannot read the change log), any token may have been revoked while nobody was
+// listening.
 func (c *cache) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -97,15 +120,16 @@ func (c *cache) len() int {
 	return len(c.entries)
 }
 
-// sweepLocked drops stale entries of tokens no longer presented, at most once
-// per TTL, so the map stays as small as the set of tokens in recent use.
+// sweepLocked drops the entries of tokens no longer presented, at most once per
+// TTL, so the map stays as small as the set of tokens in recent use: an entry
+// goes once both its TTL and its stale-if-error window have passed.
 func (c *cache) sweepLocked(now time.Time) {
 	if now.Sub(c.lastSweep) < c.ttl {
 		return
 	}
 	c.lastSweep = now
 	for h, e := range c.entries {
-		if now.Sub(e.cachedAt) >= c.ttl {
+		if now.Sub(e.cachedAt) >= c.ttl && now.Sub(e.verifiedAt) >= c.stale {
 			delete(c.entries, h)
 			delete(c.byID, e.id.TokenID)
 		}

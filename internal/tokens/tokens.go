@@ -12,7 +12,17 @@
 // announces each revocation (and any change that narrows a token) with
 // NOTIFY modgate_api_tokens, and every Store running Listen evicts the token at
 // once. When the notification channel is down, cached entries still expire after
-// CacheTTL (2 s by default), after which the database is asked again.
+// CacheTTL (2 s by default), after which the database is asked again. The same
+// trigger logs each change in api_token_changes (migrations/0013), and a listener
+// that reconnects reads every change made since it last read the log before the
+// cache is trusted again, so no revocation is lost to a dropped connection.
+//
+// Stale-if-error: when the database cannot be asked at all, a token the database
+// confirmed within Config.StaleIfError is still accepted with the subject, teams
+// and scopes it had then (expiry is still enforced); a token not confirmed within
+// the window is refused as unavailable (503). Revocations made while this replica
+// cannot reach the database (a partition, not an outage of PostgreSQL itself)
+// take effect when it reaches it again: that is the trade-off SECURITY.md states.
 package tokens
 
 import (
@@ -29,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
 )
 
@@ -51,6 +62,10 @@ func KnownScopes() []string {
 const (
 	DefaultCacheTTL     = 2 * time.Second
 	DefaultQueryTimeout = 5 * time.Second
+	// DefaultStaleIfError covers a PostgreSQL restart or failover with a wide
+	// margin while keeping short the time a token revoked during a partition
+	// can still be used.
+	DefaultStaleIfError = 30 * time.Minute
 	// lastUsedInterval bounds how often last_used_at is written per token: a CI
 	// job making thousands of requests should not make thousands of row updates.
 	lastUsedInterval = time.Minute
@@ -65,6 +80,10 @@ type Config struct {
 	CacheTTL time.Duration
 	// QueryTimeout bounds each verification query (default 5s).
 	QueryTimeout time.Duration
+	// StaleIfError is how long after the database last confirmed a token it is
+	// still accepted while the database is unreachable. Zero turns stale-if-error
+	// off: every verification past CacheTTL then needs the database.
+	StaleIfError time.Duration
 	// Logger receives listener state changes and bookkeeping failures. Secrets
 	// are never logged.
 	Logger *slog.Logger
@@ -77,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueryTimeout < 0 {
 		return errors.New("tokens: query timeout must not be negative")
+	}
+	if c.StaleIfError < 0 {
+		return errors.New("tokens: stale-if-error window must not be negative")
 	}
 	return nil
 }
@@ -91,7 +113,16 @@ type Store struct {
 	cache        *cache
 	loads        singleflight.Group
 	listening    atomic.Bool
-	now          func() time.Time
+	// catchingUp is set while a reconnected listener reads the change log: no
+	// cached entry is trusted until it has (see Listen).
+	catchingUp atomic.Bool
+	// stale reports that the last verification found the database unreachable,
+	// so that entering and leaving stale-if-error is logged once each.
+	stale atomic.Bool
+	// mark is where the next catch-up starts reading api_token_changes; only the
+	// listener goroutine touches it.
+	mark changeMark
+	now  func() time.Time
 }
 
 // NewStore returns a Store over pool, whose database must be migrated.
@@ -116,7 +147,7 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		pool:         pool,
 		logger:       logger,
 		queryTimeout: cfg.QueryTimeout,
-		cache:        newCache(cfg.CacheTTL),
+		cache:        newCache(cfg.CacheTTL, cfg.StaleIfError),
 		now:          time.Now,
 	}, nil
 }
@@ -224,6 +255,7 @@ func scanToken(row pgx.Row) (Token, error) {
 // show it to the user once.
 func (s *Store) Create(ctx context.Context, req CreateRequest) (secret string, tok Token, err error) {
 	defer derrors.Wrap(&err, "tokens.Create")
+	defer database.MarkUnavailable(&err, "cannot create an API token now")
 	if err := req.Validate(); err != nil {
 		return "", Token{}, err
 	}
@@ -259,6 +291,7 @@ type ListFilter struct {
 // List returns the tokens matching f, oldest first.
 func (s *Store) List(ctx context.Context, f ListFilter) (_ []Token, err error) {
 	defer derrors.Wrap(&err, "tokens.List")
+	defer database.MarkUnavailable(&err, "cannot list API tokens now")
 	rows, err := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM api_tokens
 		WHERE ($1 = '' OR subject = $1)
 		  AND ($2 OR (revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())))
@@ -272,6 +305,7 @@ func (s *Store) List(ctx context.Context, f ListFilter) (_ []Token, err error) {
 // Get returns the token with the given id, or derrors.NotFound.
 func (s *Store) Get(ctx context.Context, id string) (_ Token, err error) {
 	defer derrors.Wrap(&err, "tokens.Get(%q)", id)
+	defer database.MarkUnavailable(&err, "cannot read API token %s now", id)
 	tok, err := scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Token{}, derrors.New(derrors.NotFound, "no API token %q", id)
@@ -291,6 +325,7 @@ func (s *Store) Revoke(ctx context.Context, idOrSecret, by string) (_ Token, err
 		return Token{}, derrors.New(derrors.InvalidArgument, "not an API token id")
 	}
 	defer derrors.Wrap(&err, "tokens.Revoke(%q)", id)
+	defer database.MarkUnavailable(&err, "cannot revoke API token %s now", id)
 	if err := checkText("revoker", by, 256, false); err != nil {
 		return Token{}, err
 	}

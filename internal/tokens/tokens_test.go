@@ -311,8 +311,8 @@ func TestListenerReconnects(t *testing.T) {
 		if err != nil || killed != 1 {
 			t.Fatalf("terminating listener: killed %d, err %v", killed, err)
 		}
-		// Revoke at once, most likely before the listener is back: the flush on
-		// reconnection must cover it.
+		// Revoke at once, most likely before the listener is back: the catch-up
+		// on reconnection must cover it.
 		start := time.Now()
 		if _, err := replicaA.Revoke(ctx, tok.ID, "security"); err != nil {
 			t.Fatal(err)

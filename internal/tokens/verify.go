@@ -34,13 +34,17 @@ func (s *Store) VerifyToken(ctx context.Context, secret string) (*identity.Ident
 	}
 	hash := hashSecret(secret)
 	now := s.now()
-	if e := s.cache.get(hash, now); e != nil {
-		// Expiry is checked on every hit, so a cached token stops working at
-		// its expiry, not up to a TTL later.
-		if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
-			return nil, errExpired(id, e.expiresAt)
+	// While a reconnected listener catches up on revocations it did not hear,
+	// no cached entry is trusted: the database answers instead.
+	if !s.catchingUp.Load() {
+		if e := s.cache.get(hash, now); e != nil {
+			// Expiry is checked on every hit, so a cached token stops working at
+			// its expiry, not up to a TTL later.
+			if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+				return nil, errExpired(id, e.expiresAt)
+			}
+			return cloneIdentity(&e.id), nil
 		}
-		return cloneIdentity(&e.id), nil
 	}
 	// Concurrent misses for one secret share one query: a CI job starting
 	// fifty downloads at once should not send fifty queries every TTL.
@@ -75,7 +79,10 @@ func (s *Store) load(ctx context.Context, id string, hash [sha256.Size]byte) (*e
 		return nil, derrors.WithCause(derrors.Unauthenticated, fmt.Errorf("no token with id %s", id), auth.ReasonAPITokenUnknown)
 	}
 	if err != nil {
-		return nil, derrors.WithCause(derrors.Unavailable, fmt.Errorf("tokens: looking up token %s: %w", id, err), auth.ReasonAPITokenStoreUnavailable)
+		return s.loadStale(ctx, id, hash, epoch, err)
+	}
+	if s.stale.CompareAndSwap(true, false) {
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "tokens: database reachable again; verifying API tokens against it")
 	}
 	if subtle.ConstantTimeCompare(stored, hash[:]) != 1 {
 		return nil, derrors.WithCause(derrors.Unauthenticated, fmt.Errorf("secret does not match token %s", id), auth.ReasonAPITokenUnknown)
@@ -98,13 +105,44 @@ func (s *Store) load(ctx context.Context, id string, hash [sha256.Size]byte) (*e
 			TokenID: id,
 			Scopes:  scopes,
 		},
-		cachedAt: now,
+		cachedAt:   now,
+		verifiedAt: now,
 	}
 	if expiresAt != nil {
 		e.expiresAt = *expiresAt
 	}
 	s.cache.put(hash, e, epoch)
 	return e, nil
+}
+
+// loadStale answers for token id when the database could not be asked (cause):
+// with the cached entry if the database confirmed it within the stale-if-error
+// window and no catch-up on revocations is under way, else with Unavailable. The
+// entry is stored again with a fresh TTL, so an outage costs one attempt per
+// token per TTL rather than one per request.
+func (s *Store) loadStale(ctx context.Context, id string, hash [sha256.Size]byte, epoch uint64, cause error) (*entry, error) {
+	now := s.now()
+	if s.stale.CompareAndSwap(false, true) {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "tokens: database unreachable; accepting API tokens it confirmed within the stale-if-error window",
+			slog.Duration("window", s.cache.stale), slog.String("err", cause.Error()))
+	}
+	unavailable := derrors.WithCause(derrors.Unavailable, fmt.Errorf("tokens: looking up token %s: %w", id, cause), auth.ReasonAPITokenStoreUnavailable)
+	if s.catchingUp.Load() {
+		return nil, unavailable
+	}
+	e := s.cache.getStale(hash, now)
+	if e == nil {
+		return nil, unavailable
+	}
+	if !e.expiresAt.IsZero() && !now.Before(e.expiresAt) {
+		return nil, errExpired(id, e.expiresAt)
+	}
+	re := *e
+	re.cachedAt = now
+	s.cache.put(hash, &re, epoch)
+	s.logger.LogAttrs(ctx, slog.LevelDebug, "tokens: accepted API token from cache while the database is unreachable",
+		slog.String("token_id", id), slog.Duration("confirmed_ago", now.Sub(e.verifiedAt)))
+	return &re, nil
 }
 
 // touch records that token id was used. The condition repeats the once-a-minute

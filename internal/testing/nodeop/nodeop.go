@@ -81,6 +81,9 @@ func Ensure(w io.Writer) (string, error) {
 			return "", fmt.Errorf("nodeop: %s not found (install Node.js 20.19+ and npm): %w", tool, err)
 		}
 	}
+	if err := checkNodeVersion(); err != nil {
+		return "", err
+	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return "", fmt.Errorf("nodeop: %w", err)
 	}
@@ -107,6 +110,25 @@ func Ensure(w io.Writer) (string, error) {
 		return "", fmt.Errorf("nodeop: %w", err)
 	}
 	return dir, nil
+}
+
+// checkNodeVersion refuses a Node.js older than oidc-provider 9 supports
+// (20.19: require of ES modules), with a message saying so, rather than let
+// the provider fail in an obscure way.
+func checkNodeVersion() error {
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return fmt.Errorf("nodeop: node --version: %w", err)
+	}
+	v := strings.TrimSpace(string(out))
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "v%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("nodeop: node --version printed %q", v)
+	}
+	if major < 20 || major == 20 && minor < 19 {
+		return fmt.Errorf("nodeop: Node.js %s is too old for oidc-provider 9: install 20.19 or later (e.g. from nodesource)", v)
+	}
+	return nil
 }
 
 var (
