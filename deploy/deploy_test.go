@@ -148,7 +148,6 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	var (
-		deploy     *appsv1.Deployment
 		configMaps = map[string]map[string]string{}
 		secrets    = map[string]map[string]string{}
 		all        []any
@@ -165,8 +164,6 @@ func TestKubernetesManifests(t *testing.T) {
 		all = append(all, objs...)
 		for _, o := range objs {
 			switch o := o.(type) {
-			case *appsv1.Deployment:
-				deploy = o
 			case *corev1.Secret:
 				secrets[o.Name] = o.StringData
 			case *corev1.ConfigMap:
@@ -184,6 +181,21 @@ func TestKubernetesManifests(t *testing.T) {
 			data[path.Base(f)] = string(b)
 		}
 		configMaps[g.Name] = data
+	}
+	checkManifests(t, all, configMaps, secrets)
+}
+
+// checkManifests checks a rendered deployment (the kustomize base, the Helm
+// chart): probes, security context, that every mount resolves to a rendered
+// ConfigMap or Secret key, that modgate.yaml loads and finds its files there, that
+// the policy is the repository's, and that every selector selects the pods.
+func checkManifests(t *testing.T, all []any, configMaps, secrets map[string]map[string]string) {
+	t.Helper()
+	var deploy *appsv1.Deployment
+	for _, o := range all {
+		if d, ok := o.(*appsv1.Deployment); ok {
+			deploy = d
+		}
 	}
 	if deploy == nil {
 		t.Fatal("no Deployment among the resources")
@@ -303,10 +315,19 @@ func TestKubernetesManifests(t *testing.T) {
 	})
 
 	t.Run("policy-matches-repository", func(t *testing.T) {
-		for name, text := range configMaps["modgate-policy"] {
+		policyMap := ""
+		for _, v := range pod.Spec.Volumes {
+			if v.Name == "policy" && v.ConfigMap != nil {
+				policyMap = v.ConfigMap.Name
+			}
+		}
+		if len(configMaps[policyMap]) == 0 {
+			t.Fatalf("no policy files in ConfigMap %q", policyMap)
+		}
+		for name, text := range configMaps[policyMap] {
 			want, err := os.ReadFile(filepath.Join("..", "policy", name))
 			if err != nil || string(want) != text {
-				t.Errorf("deploy/kubernetes/policy/%s differs from policy/%s: copy it again", name, name)
+				t.Errorf("the deployed policy file %s differs from policy/%s: copy it again", name, name)
 			}
 		}
 	})

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -23,7 +22,9 @@ commands:
   team-pulls T   what team T pulled (--since 90d)
   affected ID    who pulled versions advisory ID affects, and who has not pulled a fix since
 
-Every command takes --database-url (default $MODGATE_DATABASE_URL).
+Every command finds the database the same way: --database-url URL, else the one
+--config FILE (or $MODGATE_CONFIG) names, found as 'modgate serve' finds it, else
+$MODGATE_DATABASE_URL.
 Run 'modgate audit <command> --help' for its flags.
 `
 
@@ -54,7 +55,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // outputFlags are shared by the commands that print rows.
 type outputFlags struct {
-	dbURL  *string
+	db     dbFlags
 	format *string
 	limit  *int
 	all    *bool
@@ -69,7 +70,7 @@ func newAuditFlags(name, usage string, stderr io.Writer) (*flag.FlagSet, outputF
 		fs.PrintDefaults()
 	}
 	o := outputFlags{
-		dbURL:  fs.String("database-url", os.Getenv("MODGATE_DATABASE_URL"), "PostgreSQL URL"),
+		db:     addDatabaseFlags(fs),
 		format: fs.String("format", "table", "output format: table, json (one object per line) or csv"),
 		limit:  fs.Int("limit", 100, "rows per page"),
 		all:    fs.Bool("all", false, "print every page, not just the first"),
@@ -84,8 +85,8 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	version := fs.String("version", "", "module version")
 	subject := fs.String("subject", "", "caller subject")
 	team := fs.String("team", "", "caller team")
-	action := fs.String("action", "", "comma-separated actions: list,info,mod,zip,latest,sumdb,publish,delete,...")
-	outcome := fs.String("outcome", "", "comma-separated outcomes: served,denied,unauthenticated,not_found,gone,invalid,error")
+	action := fs.String("action", "", "comma-separated actions: "+joinEnum(audit.Actions))
+	outcome := fs.String("outcome", "", "comma-separated outcomes: "+joinEnum(audit.Outcomes))
 	since := fs.String("since", "", "start: a duration back from now (90d, 12h) or a date/RFC 3339 time")
 	until := fs.String("until", "", "end (exclusive), same forms as --since")
 	pos, err := parseInterspersed(fs, args)
@@ -96,11 +97,11 @@ func auditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("audit query: unexpected arguments %q", pos)
 	}
 	f := audit.Filter{Module: *module, Version: *version, Subject: *subject, Team: *team}
-	for _, a := range splitList(*action) {
-		f.Actions = append(f.Actions, audit.Action(a))
+	if f.Actions, err = enumList("audit query: --action", *action, audit.Actions); err != nil {
+		return err
 	}
-	for _, oc := range splitList(*outcome) {
-		f.Outcomes = append(f.Outcomes, audit.Outcome(oc))
+	if f.Outcomes, err = enumList("audit query: --outcome", *outcome, audit.Outcomes); err != nil {
+		return err
 	}
 	if f.Since, err = audit.ParseTimeBound(*since, time.Now()); err != nil {
 		return fmt.Errorf("audit query: --since: %w", err)
@@ -146,15 +147,15 @@ func auditTeamPulls(ctx context.Context, args []string, stdout, stderr io.Writer
 func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", os.Getenv("MODGATE_DATABASE_URL"), "PostgreSQL URL")
+	db := addDatabaseFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: modgate audit verify [--database-url URL]\n\nRecomputes every writer's hash chain and names the first altered, missing or reordered row.\n\nflags:\n")
+		fmt.Fprint(stderr, "usage: modgate audit verify [--config FILE | --database-url URL]\n\nRecomputes every writer's hash chain and names the first altered, missing or reordered row.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return flagErr(err)
 	}
-	pool, err := openAuditDB(ctx, *dbURL)
+	pool, err := openAuditDB(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -177,12 +178,13 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-func openAuditDB(ctx context.Context, url string) (interface {
+func openAuditDB(ctx context.Context, db dbFlags) (interface {
 	audit.DB
 	Close()
 }, error) {
-	if url == "" {
-		return nil, errors.New("audit: no database: pass --database-url or set MODGATE_DATABASE_URL")
+	url, err := db.resolve()
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	pool, err := database.Open(ctx, url)
 	if err != nil {
@@ -198,7 +200,7 @@ func printRows(ctx context.Context, o outputFlags, f audit.Filter, stdout, stder
 	default:
 		return fmt.Errorf("audit: unknown --format %q (want table, json or csv)", *o.format)
 	}
-	db, err := openAuditDB(ctx, *o.dbURL)
+	db, err := openAuditDB(ctx, o.db)
 	if err != nil {
 		return err
 	}

@@ -22,11 +22,11 @@ import (
 func auditAffected(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit affected", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", os.Getenv("MODGATE_DATABASE_URL"), "PostgreSQL URL")
+	dbf := addDatabaseFlags(fs)
 	db := fs.String("vulndb", os.Getenv("MODGATE_VULNDB"), "the vulnerability database to read the advisory from: modgate's https://HOST/vulndb\n(credentials as https://user:token@HOST/vulndb), another database in the same layout, or a directory (default $MODGATE_VULNDB)")
 	format := fs.String("format", "table", "table, json or csv")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `usage: modgate audit affected ID [--vulndb URL] [--format table|json|csv] [--database-url URL]
+		fmt.Fprint(stderr, `usage: modgate audit affected ID [--vulndb URL] [--format table|json|csv] [--config FILE | --database-url URL]
 
 Lists who pulled versions that advisory ID (GO-2024-1234) affects: one row per
 subject and module, with teams, the affected versions, first and last pull, and
@@ -60,7 +60,7 @@ flags:
 	if !ok {
 		return fmt.Errorf("audit affected: the report read for %s has another id", id)
 	}
-	pool, err := openAuditDB(ctx, *dbURL)
+	pool, err := openAuditDB(ctx, dbf)
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,8 @@ func TestAuditCommand(t *testing.T) {
 		{"fail/bad-since", []string{"query", "--since", "yesterday-ish"}, nil, nil, true},
 		{"fail/bad-format", []string{"query", "--format", "xml"}, nil, nil, true},
 		{"fail/who-pulled-no-arg", []string{"who-pulled"}, nil, nil, true},
+		{"fail/bad-outcome", []string{"query", "--outcome", "served,bogus"}, nil, nil, true},
+		{"fail/bad-action", []string{"query", "--action", "pull"}, nil, nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,26 +6,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/modgate/modgate/internal/database"
 )
 
-const migrateUsage = `usage: modgate migrate up|status [--database-url URL]
+const migrateUsage = `usage: modgate migrate up|status [--config FILE | --database-url URL]
 
   up       apply every migration in migrations/ not yet applied
   status   list migrations and when each was applied
 
-The database URL defaults to $MODGATE_DATABASE_URL.
+The database: --database-url URL, else the one --config FILE (or $MODGATE_CONFIG)
+names, found as 'modgate serve' finds it, else $MODGATE_DATABASE_URL.
 `
 
 // runMigrate implements `modgate migrate`.
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", os.Getenv("MODGATE_DATABASE_URL"), "PostgreSQL URL")
+	db := addDatabaseFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, migrateUsage)
 		fs.PrintDefaults()
@@ -49,17 +49,18 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return fmt.Errorf("migrate: unexpected arguments %q", fs.Args())
 	}
-	if *dbURL == "" {
-		return errors.New("migrate: no database: pass --database-url or set MODGATE_DATABASE_URL")
-	}
 	if sub != "up" && sub != "status" {
 		fs.Usage()
-		return fmt.Errorf("migrate: unknown subcommand %q", sub)
+		return fmt.Errorf("migrate: unknown subcommand %q (want up or status)", sub)
+	}
+	dbURL, err := db.resolve()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	pool, err := database.Open(ctx, *dbURL)
+	pool, err := database.Open(ctx, dbURL)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

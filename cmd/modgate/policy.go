@@ -157,6 +157,15 @@ reason. Example:
 		return err
 	}
 
+	for _, err := range []error{
+		checkEnum("--method", *method, []identity.Method{identity.MethodMTLS, identity.MethodOIDC, identity.MethodToken, identity.MethodAnonymous}),
+		checkEnum("--action", *action, policy.Actions()),
+		checkEnum("--route", *route, []policy.Route{policy.RoutePublic, policy.RoutePrivate}),
+	} {
+		if err != nil {
+			return fmt.Errorf("policy explain: %w", err)
+		}
+	}
 	in := policy.Input{
 		Subject:     *subject,
 		Teams:       teams,

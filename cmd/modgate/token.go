@@ -31,7 +31,8 @@ const tokenUsage = `usage: modgate token create|list|revoke [flags]
 
 Scopes: pull, publish, delete, audit.read, admin; none means every right of the
 subject. --team and --scope repeat or take comma-separated lists.
-The database URL defaults to $MODGATE_DATABASE_URL.
+The database: --database-url URL, else the one --config FILE (or $MODGATE_CONFIG)
+names, found as 'modgate serve' finds it, else $MODGATE_DATABASE_URL.
 `
 
 // runToken implements `modgate token`.
@@ -57,17 +58,16 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // tokenFlags is the flag set every token subcommand starts from.
-func tokenFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+func tokenFlags(name string, stderr io.Writer) (*flag.FlagSet, dbFlags) {
 	fs := flag.NewFlagSet("token "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	// Not the flag's default: --help would print the URL, password included.
-	dbURL := fs.String("database-url", "", "PostgreSQL URL (default $MODGATE_DATABASE_URL)")
+	db := addDatabaseFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, tokenUsage)
 		fmt.Fprintf(stderr, "\nflags of token %s:\n", name)
 		fs.PrintDefaults()
 	}
-	return fs, dbURL
+	return fs, db
 }
 
 // tokenListFlag collects a repeatable flag; each value may also be comma-separated.
@@ -84,12 +84,10 @@ func (l *tokenListFlag) Set(v string) error {
 	return nil
 }
 
-func openTokenStore(ctx context.Context, dbURL string) (*tokens.Store, func(), error) {
-	if dbURL == "" {
-		dbURL = os.Getenv("MODGATE_DATABASE_URL")
-	}
-	if dbURL == "" {
-		return nil, nil, errors.New("no database: pass --database-url or set MODGATE_DATABASE_URL")
+func openTokenStore(ctx context.Context, db dbFlags) (*tokens.Store, func(), error) {
+	dbURL, err := db.resolve()
+	if err != nil {
+		return nil, nil, err
 	}
 	pool, err := database.Open(ctx, dbURL)
 	if err != nil {
@@ -156,7 +154,7 @@ func runTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	store, closeStore, err := openTokenStore(ctx, *dbURL)
+	store, closeStore, err := openTokenStore(ctx, dbURL)
 	if err != nil {
 		return fmt.Errorf("token create: %w", err)
 	}
@@ -201,7 +199,7 @@ func runTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	store, closeStore, err := openTokenStore(ctx, *dbURL)
+	store, closeStore, err := openTokenStore(ctx, dbURL)
 	if err != nil {
 		return fmt.Errorf("token list: %w", err)
 	}
@@ -241,7 +239,7 @@ func runTokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	store, closeStore, err := openTokenStore(ctx, *dbURL)
+	store, closeStore, err := openTokenStore(ctx, dbURL)
 	if err != nil {
 		return fmt.Errorf("token revoke: %w", err)
 	}

@@ -290,6 +290,13 @@ func (a *App) authenticator() (server.Authenticator, error) {
 		FailureBurst:  a.cfg.Auth.FailureBurst,
 		FailureRefill: a.cfg.Auth.FailureRefill.D(),
 		Logger:        a.log,
+		// The collectors are built with the core, after the authenticator; no
+		// request is authenticated before both exist.
+		OnFailure: func(kind, reason string) {
+			if a.core != nil {
+				a.core.Metrics.AuthFailures.WithLabelValues(kind, reason).Inc()
+			}
+		},
 	}
 	if a.cfg.Auth.OIDCEnabled() {
 		v, err := auth.NewOIDCVerifier(a.cfg.Auth.OIDC, a.log)

@@ -69,6 +69,7 @@ type ServerOptions struct {
 // Core is the request path: TLS, the sources with their cache, the router, the
 // gate and the HTTP server over them.
 type Core struct {
+	Metrics *metrics.Metrics
 	TLS     *auth.ServerTLS // nil when serving plain HTTP
 	Router  *route.Router
 	Git     *gitsource.Source // nil when no private route is configured
@@ -106,14 +107,19 @@ func Build(opts ServerOptions) (*Core, error) {
 		}
 		store = d
 	}
-	c := &Core{}
+	c := &Core{Metrics: m}
 	if cfg.TLSEnabled() {
 		st, err := auth.NewServerTLS(cfg.TLS, log)
 		if err != nil {
 			return nil, err
 		}
 		c.TLS = st
+		reg.MustRegister(metrics.CertificateExpiry("server", st.NotAfter))
 	}
+	// The cache directory's filesystem: the objects with storage.backend disk,
+	// fills in progress with s3; a full disk fails fills.
+	cacheDir := cfg.Cache.Dir
+	reg.MustRegister(metrics.Filesystem(func() (uint64, uint64, bool) { return storage.FilesystemUsage(cacheDir) }))
 	chain, err := newChain(cfg, opts.UpstreamTransport, log, m)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,16 @@ const (
 	ActionAdmin     Action = "admin"
 )
 
+// Actions lists every action the audit trail records, for validating queries:
+// the constants above, the request kinds the server names after its routes
+// ("invalid-request" for a malformed module request) and the CLI's bundle
+// operations. An action added anywhere is added here.
+var Actions = []Action{
+	ActionList, ActionInfo, ActionMod, ActionZip, ActionLatest, ActionSumDB,
+	ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin,
+	"invalid-request", "bundle-export", "bundle-import", "vulndb",
+}
+
 // PullActions are the actions that fetch a module version's content or metadata.
 var PullActions = []Action{ActionInfo, ActionMod, ActionZip}
 
@@ -54,6 +64,12 @@ const (
 	// database and was refused (never cached nor delivered whole).
 	OutcomeIntegrityFailure Outcome = "integrity_failure"
 )
+
+// Outcomes lists every outcome, for validating queries.
+var Outcomes = []Outcome{
+	OutcomeServed, OutcomeDenied, OutcomeUnauthenticated, OutcomeNotFound,
+	OutcomeGone, OutcomeInvalid, OutcomeError, OutcomeIntegrityFailure,
+}
 
 // Event is one audited request. Record fills EventID and Time when they are empty.
 type Event struct {

@@ -54,6 +54,10 @@ func newMetrics(reg prometheus.Registerer, w *Writer) *metrics {
 			Help: "Bytes in the audit spool directory.",
 		}, func() float64 { return float64(w.spoolBytes.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "modgate_audit_last_ship_timestamp_seconds",
+			Help: "When audit rows last reached PostgreSQL (the writer's start before the first), as a Unix time; with modgate_audit_queue_depth > 0, now minus this is the audit lag.",
+		}, func() float64 { return float64(w.lastShip.Load()) / 1e9 }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "modgate_audit_healthy",
 			Help: "1 when an audit event recorded now would be stored.",
 		}, func() float64 {

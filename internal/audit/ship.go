@@ -130,6 +130,7 @@ func (w *Writer) insertBatch(b *shipBatch) {
 			w.m.writeLatency.Observe(time.Since(start).Seconds())
 			w.m.written.Add(float64(n))
 			w.unshipped.Add(-int64(len(b.rows)))
+			w.lastShip.Store(time.Now().UnixNano())
 			w.pgOK.Store(true)
 			b.ok = true
 			return

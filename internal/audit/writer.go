@@ -156,9 +156,13 @@ type Writer struct {
 
 	spoolBytes atomic.Int64 // bytes in the spool directory
 	unshipped  atomic.Int64 // rows in the spool not yet in PostgreSQL
-	pgOK       atomic.Bool  // the last PostgreSQL write succeeded
-	spoolOK    atomic.Bool
-	headSnap   atomic.Pointer[chainHead] // the committer's head, for the log
+	// lastShip is when rows last reached PostgreSQL (Unix nanoseconds; the
+	// writer's start before the first): the audit lag is now minus this while
+	// unshipped is not zero.
+	lastShip atomic.Int64
+	pgOK     atomic.Bool // the last PostgreSQL write succeeded
+	spoolOK  atomic.Bool
+	headSnap atomic.Pointer[chainHead] // the committer's head, for the log
 }
 
 // handoff is one spool commit the shipper may take from memory: rows, already
@@ -225,6 +229,7 @@ func NewWriter(ctx context.Context, cfg WriterConfig, pool *pgxpool.Pool, logger
 	}
 	removeSpares(cfg.SpoolDir)
 	w.shipCtx, w.shipCancel = context.WithCancel(context.Background())
+	w.lastShip.Store(time.Now().UnixNano())
 	w.m = newMetrics(reg, w)
 	defer func() {
 		if err != nil {
@@ -521,6 +526,7 @@ func (w *Writer) commit(rows []Row) error {
 	}
 	w.pgOK.Store(true)
 	w.m.written.Add(float64(n))
+	w.lastShip.Store(time.Now().UnixNano())
 	h := w.head
 	w.headSnap.Store(&h)
 	return nil

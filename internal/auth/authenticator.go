@@ -56,6 +56,10 @@ type AuthenticatorConfig struct {
 	// Logger receives one line per failure (reason, source) and per success at
 	// debug level. Secrets are never logged.
 	Logger *slog.Logger
+	// OnFailure, if set, is called once per refused credential with its kind
+	// ("oidc", "api-token", or "" when malformed) and its public reason, one of
+	// the Reason* constants or "other": few enough values to be metric labels.
+	OnFailure func(kind, reason string)
 }
 
 // Validate reports the first problem with c.
@@ -81,6 +85,7 @@ type Authenticator struct {
 	logger  *slog.Logger
 	limiter *failureLimiter
 	now     func() time.Time
+	onFail  func(kind, reason string)
 }
 
 // NewAuthenticator returns an Authenticator for cfg.
@@ -104,6 +109,7 @@ func NewAuthenticator(cfg AuthenticatorConfig) (*Authenticator, error) {
 		logger:  logger,
 		limiter: newFailureLimiter(rate.Every(cfg.FailureRefill), cfg.FailureBurst),
 		now:     time.Now,
+		onFail:  cfg.OnFailure,
 	}, nil
 }
 
@@ -131,8 +137,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, error
 		return nil, derrors.New(derrors.RateLimited, "%s; retry in %ds", ReasonTooManyFailures, int(math.Ceil(wait.Seconds())))
 	}
 	if err != nil {
+		err = derrors.WithCause(derrors.Unauthenticated, err, ReasonMalformed)
 		a.fail(ctx, src, "", err)
-		return nil, derrors.WithCause(derrors.Unauthenticated, err, ReasonMalformed)
+		return nil, err
 	}
 
 	var id *identity.Identity
@@ -174,9 +181,28 @@ func (a *Authenticator) Authenticate(r *http.Request) (*identity.Identity, error
 
 func (a *Authenticator) fail(ctx context.Context, src, kind string, err error) {
 	a.limiter.fail(src, a.now())
+	reason := derrors.PublicMessage(err)
 	a.logger.LogAttrs(ctx, slog.LevelInfo, "auth: authentication failed",
 		slog.String("source", src), slog.String("kind", kind),
-		slog.String("reason", derrors.PublicMessage(err)), slog.String("err", err.Error()))
+		slog.String("reason", reason), slog.String("err", err.Error()))
+	if a.onFail != nil {
+		a.onFail(kind, FailureReason(reason))
+	}
+}
+
+// FailureReason returns reason when it is one of the fixed Reason* constants,
+// else "other", so a verifier's free-form message never becomes a metric label.
+func FailureReason(reason string) string {
+	switch reason {
+	case ReasonMalformed, ReasonTokenMalformed, ReasonTokenExpired, ReasonTokenNotYetValid,
+		ReasonTokenAudience, ReasonTokenIssuer, ReasonTokenUnknownKey, ReasonTokenSignature,
+		ReasonTokenNoSubject, ReasonEmailNotVerified, ReasonAPITokensDisabled, ReasonOIDCDisabled,
+		ReasonAPITokenUnknown, ReasonAPITokenRevoked, ReasonAPITokenExpired, ReasonAPITokenMalformed,
+		ReasonCertRequired, ReasonExpired, ReasonNotYetValid, ReasonUnknownCA, ReasonNoClientAuth,
+		ReasonRevoked, ReasonInvalid, ReasonNoCertSubject:
+		return reason
+	}
+	return "other"
 }
 
 // sourceKey names the client a failure is charged to: its IP address, or for

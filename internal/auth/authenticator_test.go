@@ -239,3 +239,30 @@ func TestSecretsNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// OnFailure hears every refused credential, with a reason from the fixed
+// vocabulary; missing credentials and outages are not failures.
+func TestAuthenticateOnFailure(t *testing.T) {
+	t.Parallel()
+	p := oidctest.Start(t)
+	var got []string
+	a := newAuthenticator(t, p, nil, func(c *AuthenticatorConfig) {
+		c.OnFailure = func(kind, reason string) { got = append(got, kind+": "+reason) }
+	})
+	for i, h := range [][]string{
+		nil,
+		{"Authorization", "Bearer mgt_revoked"},
+		{"Authorization", "Bearer mgt_down"},
+		{"Authorization", "Digest x"},
+		{"Authorization", "Bearer mgt_good"},
+	} {
+		a.Authenticate(request("192.0.2."+strconv.Itoa(i+1)+":5555", h...))
+	}
+	want := []string{"api-token: " + ReasonAPITokenRevoked, ": " + ReasonMalformed}
+	if !slices.Equal(got, want) {
+		t.Errorf("OnFailure calls = %q, want %q", got, want)
+	}
+	if r := FailureReason("key 1234 not found in jwks"); r != "other" {
+		t.Errorf("FailureReason(free text) = %q, want other", r)
+	}
+}

@@ -223,6 +223,14 @@ func (t *ServerTLS) Mode() ClientAuthMode { return t.mode }
 // Certificate returns the server certificate currently served.
 func (t *ServerTLS) Certificate() *tls.Certificate { return t.pair.Certificate() }
 
+// NotAfter is when the current server certificate expires.
+func (t *ServerTLS) NotAfter() time.Time {
+	if c := t.pair.Certificate(); c != nil && c.Leaf != nil {
+		return c.Leaf.NotAfter
+	}
+	return time.Time{}
+}
+
 // Reload re-reads the files whose content changed, now, whatever the reload
 // interval. It returns the load errors; the last good state stays in place for
 // each part that failed. Call it on SIGHUP if you like; handshakes and requests

@@ -92,7 +92,8 @@ const maxZipFile = 500 << 20
 // (docs/private-modules.md); other private paths answer 404.
 type Private struct {
 	// Patterns is a GOPRIVATE-style comma-separated list of glob path prefixes,
-	// e.g. "corp.example/*,git.corp.example". The routes' patterns are private too.
+	// e.g. "corp.example/*,git.corp.example"; the file may also give it as a YAML
+	// list. The routes' patterns are private too.
 	Patterns string `yaml:"patterns"`
 	// Routes map private module paths to git repositories; the first match wins.
 	Routes []PrivateRoute `yaml:"routes"`
@@ -108,7 +109,8 @@ type Private struct {
 
 // PrivateRoute maps module paths matching Pattern to repositories.
 type PrivateRoute struct {
-	// Pattern is a GOPRIVATE-style glob list, e.g. "corp.example/*".
+	// Pattern is a GOPRIVATE-style glob list, e.g. "corp.example/*" (a
+	// comma-separated string or a YAML list).
 	Pattern string `yaml:"pattern"`
 	// Repo is the repository URL template (https, http or ssh): {root} is the
 	// repository's root module path, {path} the same without the host element,
@@ -171,12 +173,12 @@ func (p *Private) validate() []string {
 	for _, pat := range strings.Split(p.AllPatterns(), ",") {
 		if pat = strings.TrimSpace(pat); pat != "" {
 			if _, err := path.Match(pat, pat); err != nil {
-				errs = append(errs, fmt.Sprintf("private: invalid glob %q", pat))
+				errs = append(errs, fmt.Sprintf("private: invalid glob %q (want GOPRIVATE-style path prefix globs, comma-separated or a YAML list)", pat))
 			}
 		}
 	}
 	if p.Refresh < 0 || p.GitTimeout < 0 {
-		errs = append(errs, "private: refresh and git_timeout must not be negative")
+		errs = append(errs, "private.refresh and private.git_timeout must not be negative (a duration such as 10s)")
 	}
 	for i, r := range p.Routes {
 		where := fmt.Sprintf("private.routes[%d]", i)
@@ -543,10 +545,21 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
-		return Config{}, fmt.Errorf("config: %s: %w", path, err)
+	err = dec.Decode(&cfg)
+	if errors.Is(err, io.EOF) { // an empty file
+		err = nil
+	}
+	if err != nil {
+		err = dropListErrors(err, joinListKeys(&doc, &cfg))
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %s: %w", path, indexKeys(&doc).explainError(err))
 	}
 	return cfg, cfg.Validate()
 }
@@ -585,14 +598,19 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("storage.backend %q: want disk or s3", c.Storage.Backend))
 	}
-	if c.Cache.ListTTL < 0 || c.Cache.NegativeTTL < 0 || c.SumDB.LatestTTL < 0 {
-		errs = append(errs, "TTLs must not be negative")
+	for _, ttl := range []struct {
+		key string
+		d   Duration
+	}{{"cache.list_ttl", c.Cache.ListTTL}, {"cache.negative_ttl", c.Cache.NegativeTTL}, {"sumdb.latest_ttl", c.SumDB.LatestTTL}} {
+		if ttl.d < 0 {
+			errs = append(errs, fmt.Sprintf("%s must not be negative (a duration such as 1m; 0 disables)", ttl.key))
+		}
 	}
 	if c.Upstream.Retries < 0 || c.Upstream.Retries > 10 {
-		errs = append(errs, "upstream.retries must be between 0 and 10")
+		errs = append(errs, fmt.Sprintf("upstream.retries %d: want a whole number between 0 and 10", c.Upstream.Retries))
 	}
 	if c.Upstream.RetryBackoff <= 0 {
-		errs = append(errs, "upstream.retry_backoff must be positive")
+		errs = append(errs, "upstream.retry_backoff must be a positive duration (e.g. 200ms)")
 	}
 	errs = append(errs, c.SumDB.validate()...)
 	errs = append(errs, c.Server.RateLimit.validate()...)
@@ -623,10 +641,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Database.URL != "" && c.Database.URLFile != "" {
-		errs = append(errs, "database: set url or url_file, not both")
+		errs = append(errs, "database.url and database.url_file: set one, not both")
 	}
 	if c.Upstream.Proxies != "" && len(c.Upstream.Mirrors) > 0 {
-		errs = append(errs, "upstream: set proxies or mirrors, not both")
+		errs = append(errs, "upstream.proxies and upstream.mirrors: set proxies or mirrors, not both")
 	}
 	for i := range c.Upstream.Mirrors {
 		if err := c.Upstream.Mirrors[i].Validate(); err != nil {
@@ -655,13 +673,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Console.SessionTTL <= 0 {
-		errs = append(errs, "console.session_ttl must be positive")
+		errs = append(errs, "console.session_ttl must be a positive duration (e.g. 8h)")
 	}
 	if c.Auth.APITokenStaleIfError < 0 {
 		return errors.New("config: auth.api_token_stale_if_error must not be negative")
 	}
 	if c.Auth.FailureBurst < 0 || c.Auth.FailureRefill < 0 {
-		errs = append(errs, "auth: failure limits must not be negative")
+		errs = append(errs, "auth.failure_burst and auth.failure_refill must not be negative")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))

@@ -39,8 +39,27 @@ func TestLoad(t *testing.T) {
 				t.Errorf("ttl = %v / %v", c.Cache.ListTTL.D(), c.Cache.NegativeTTL.D())
 			}
 		}},
-		{name: "fail/unknown-key", yaml: "cache:\n  ttl: 5m\n", wantErr: "field ttl not found"},
-		{name: "fail/bad-duration", yaml: "cache:\n  list_ttl: five\n", wantErr: "invalid duration"},
+		{name: "fail/unknown-key", yaml: "cache:\n  ttl: 5m\n", wantErr: "line 2: unknown key cache.ttl"},
+		{name: "fail/bad-duration", yaml: "cache:\n  list_ttl: five\n", wantErr: `line 2: cache.list_ttl: invalid duration "five" (want e.g. 30s, 5m)`},
+		{name: "fail/list-for-string", yaml: "log:\n  level:\n    - info\n", wantErr: "line 3: log.level: want a string, got a list"},
+		{name: "fail/string-for-number", yaml: "upstream:\n  retries: many\n", wantErr: `line 2: upstream.retries: want a whole number, got a string "many"`},
+		{name: "fail/string-for-section", yaml: "cache: tmp\n", wantErr: `line 1: cache: want a mapping, got a string "tmp"`},
+		{name: "fail/list-item", yaml: "private:\n  routes:\n    - pattern: a.example\n      repo: https://g/{path}\n      root_depth: deep\n", wantErr: `line 5: private.routes[0].root_depth: want a whole number, got a string "deep"`},
+		{name: "ok/private-patterns-list", yaml: "private:\n  patterns:\n    - corp.example/*\n    - git.corp.example\n  routes:\n    - pattern: [b.example/*, c.example]\n      repo: https://git.example/{path}\n", check: func(t *testing.T, c Config) {
+			if c.Private.Patterns != "corp.example/*,git.corp.example" {
+				t.Errorf("patterns = %q", c.Private.Patterns)
+			}
+			if got := c.Private.AllPatterns(); got != "corp.example/*,git.corp.example,b.example/*,c.example" {
+				t.Errorf("AllPatterns = %q", got)
+			}
+		}},
+		{name: "ok/private-patterns-string", yaml: "private:\n  patterns: corp.example/*,git.corp.example\n", check: func(t *testing.T, c Config) {
+			if c.Private.Patterns != "corp.example/*,git.corp.example" {
+				t.Errorf("patterns = %q", c.Private.Patterns)
+			}
+		}},
+		{name: "fail/private-patterns-list-of-maps", yaml: "private:\n  patterns:\n    - {a: b}\n", wantErr: "line 3: private.patterns: want a string, got a list"},
+		{name: "fail/negative-ttl", yaml: "cache:\n  negative_ttl: -1s\n", wantErr: "cache.negative_ttl must not be negative"},
 		{name: "fail/bad-level", yaml: "log:\n  level: loud\n", wantErr: "log.level"},
 		{name: "fail/retries", yaml: "upstream:\n  retries: 99\n", wantErr: "upstream.retries"},
 		{name: "ok/s3", yaml: "storage:\n  backend: s3\n  s3: {endpoint: \"minio:9000\", bucket: modgate, path_style: true}\n", check: func(t *testing.T, c Config) {
@@ -151,7 +170,7 @@ func TestConsoleValidate(t *testing.T) {
 			c.Auth.OIDC.Issuer, c.Auth.OIDC.Audiences = "https://idp.example", []string{"modgate-cli"}
 			c.Console.ClientID, c.Console.RedirectURL = "modgate-console", "https://modgate.example/callback"
 		}, wantErr: "console.redirect_url must end in /ui/callback"},
-		{name: "fail/no-session-ttl", mutate: func(c *Config) { c.Console.SessionTTL = 0 }, wantErr: "console.session_ttl must be positive"},
+		{name: "fail/no-session-ttl", mutate: func(c *Config) { c.Console.SessionTTL = 0 }, wantErr: "console.session_ttl must be a positive duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

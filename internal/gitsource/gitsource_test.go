@@ -435,3 +435,24 @@ func TestDeclaredPathMustMatch(t *testing.T) {
 		t.Errorf("Latest of an untagged variant: %v, want a declared-path refusal", err)
 	}
 }
+
+// A relative mirror directory (cache.dir: tmp/cache in the development config)
+// works: git runs inside the mirrors, where a relative path would not resolve.
+func TestRelativeMirrorDir(t *testing.T) {
+	srv := gittest.NewServer(t)
+	repo := srv.NewRepo(t, "app.git")
+	repo.Commit("v1", map[string]string{"go.mod": "module corp.example/app.git\n"})
+	repo.Tag("v1.0.0")
+	t.Chdir(t.TempDir())
+	s, err := New(Options{Dir: "tmp/cache/.git-mirrors", Timeout: time.Minute, Routes: []Route{{
+		Pattern: "corp.example", Repo: srv.URL + "/{path}", RootDepth: 2,
+		Auth: Auth{Username: gittest.User, Password: gittest.Password},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mustModule(t, s, "corp.example/app.git")
+	if vs, err := m.Versions(context.Background()); err != nil || !slices.Equal(vs, []string{"v1.0.0"}) {
+		t.Fatalf("Versions = %v, %v", vs, err)
+	}
+}

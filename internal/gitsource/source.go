@@ -89,6 +89,13 @@ func New(opts Options) (*Source, error) {
 	if opts.Dir == "" {
 		return nil, fmt.Errorf("gitsource: no mirror directory")
 	}
+	// git runs in the mirror directories: a relative path (cache.dir: tmp/cache)
+	// would be resolved against each of them.
+	abs, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("gitsource: %w", err)
+	}
+	opts.Dir = abs
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Minute
 	}

@@ -21,6 +21,9 @@ type Metrics struct {
 	// RateLimited counts requests refused by the per-identity rate limit, by
 	// authentication method.
 	RateLimited *prometheus.CounterVec
+	// AuthFailures counts refused credentials by kind (oidc, api-token, mtls, or
+	// empty when malformed) and reason (auth.FailureReason).
+	AuthFailures *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them on reg.
@@ -69,7 +72,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "modgate_rate_limited_total",
 		Help: "Requests refused with 429 by the per-identity rate limit, by authentication method.",
 	}, []string{"method"})
-	reg.MustRegister(m.IntegrityFailures, m.RateLimited)
+	m.AuthFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modgate_auth_failures_total",
+		Help: "Refused credentials (API tokens, OIDC tokens, client certificates), by kind and reason.",
+	}, []string{"kind", "reason"})
+	reg.MustRegister(m.IntegrityFailures, m.RateLimited, m.AuthFailures)
 	reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Cache,
 		m.UpstreamFetches, m.UpstreamLatency, m.InflightFetches, m.AuditFailures)
 	return m

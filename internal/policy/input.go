@@ -35,6 +35,9 @@ var actions = []Action{
 	ActionPublish, ActionDelete, ActionAuditRead, ActionAdmin,
 }
 
+// Actions returns every action, in the order above.
+func Actions() []Action { return slices.Clone(actions) }
+
 // Valid reports whether a is one of the actions above.
 func (a Action) Valid() bool { return slices.Contains(actions, a) }
 

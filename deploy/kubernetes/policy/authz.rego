@@ -199,10 +199,10 @@ cooldown_exempt if {
 }
 
 # A scoped API token may only do what its scopes name: the verbs, with "pull"
-# covering the checksum database too.
+# covering the checksum and vulnerability databases too.
 deny contains sprintf("%s may not %s: the token lacks the %q scope", [who, what, scope]) if {
 	count(input.scopes) > 0
-	scope := object.get({"sumdb": "pull"}, input.verb, input.verb)
+	scope := object.get({"sumdb": "pull", "vulndb": "pull"}, input.verb, input.verb)
 	not scope in input.scopes
 }
 
@@ -234,6 +234,8 @@ what := sprintf("pull %s", [input.module]) if {
 else := sprintf("pull %s@%s", [input.module, input.version]) if input.verb == "pull"
 
 else := "use the checksum database" if input.verb == "sumdb"
+
+else := "read the vulnerability database" if input.verb == "vulndb"
 
 else := sprintf("publish %s@%s", [input.module, input.version]) if input.verb == "publish"
 

@@ -20,6 +20,8 @@ req(fields) := object.union(
 		"route": "public",
 		"client_addr": "192.0.2.10",
 		"time": "2026-11-25T10:00:00Z",
+		"advisories": [],
+		"licenses": [],
 	},
 	object.union(fields, {
 		"path_prefixes": prefixes(object.get(fields, "module", "github.com/pkg/errors")),
@@ -30,7 +32,7 @@ req(fields) := object.union(
 # verb mirrors modgate's grouping of actions.
 verb(action) := "pull" if action in {"list", "info", "mod", "zip", "latest"}
 
-else := action if action in {"sumdb", "publish", "delete", "audit.read", "admin"}
+else := action if action in {"sumdb", "vulndb", "publish", "delete", "audit.read", "admin"}
 
 else := ""
 

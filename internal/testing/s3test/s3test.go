@@ -76,6 +76,8 @@ func EnsureBinary(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("s3test: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	// Say so: the build is silent and takes minutes on a fresh machine.
+	fmt.Fprintf(os.Stderr, "s3test: building the MinIO server %s from the Go module proxy into %s (once per machine; 3-10 minutes)\n", MinIOVersion, dir)
 	cmd := exec.CommandContext(ctx, "go", "install", "github.com/minio/minio@"+MinIOVersion)
 	cmd.Dir = tmp // outside any module, so the repository's go.mod plays no part
 	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "CGO_ENABLED=0", "GOFLAGS=")
