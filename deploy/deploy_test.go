@@ -330,6 +330,16 @@ func checkManifests(t *testing.T, all []any, configMaps, secrets map[string]map[
 				t.Errorf("the deployed policy file %s differs from policy/%s: copy it again", name, name)
 			}
 		}
+		// A policy module or data file missing from the deployment would change
+		// decisions as silently as a stale one.
+		for _, pattern := range []string{"*.rego", "*.yaml"} {
+			files, _ := filepath.Glob(filepath.Join("..", "policy", pattern))
+			for _, f := range files {
+				if _, ok := configMaps[policyMap][filepath.Base(f)]; !ok {
+					t.Errorf("policy/%s is not deployed: add it to the policy ConfigMap", filepath.Base(f))
+				}
+			}
+		}
 	})
 
 	t.Run("selectors", func(t *testing.T) {

@@ -37,9 +37,10 @@ else := action if action in {"sumdb", "vulndb", "publish", "delete", "audit.read
 else := ""
 
 # prefixes mirrors what modgate computes: the module path's prefixes at
-# path-element boundaries, shortest first.
+# path-element boundaries, shortest first, lower-cased (modgate also lower-cases
+# the keys of owners and the deny list when it loads them).
 prefixes(m) := [concat("/", array.slice(parts, 0, i + 1)) |
-	parts := split(m, "/")
+	parts := split(lower(m), "/")
 	some i, _ in parts
 ]
 
@@ -179,4 +180,63 @@ test_unknown_action if {
 test_sumdb_needs_pull_scope if {
 	allowed({"action": "sumdb", "module": "", "version": "", "scopes": ["pull"]})
 	not allowed({"action": "sumdb", "module": "", "version": "", "scopes": ["publish"]})
+}
+
+# ---------------------------------------------------------------------------
+# Case variants. The go command treats github.com/Sirupsen/logrus (escaped
+# github.com/!sirupsen/logrus in the protocol) as a module of its own, but git
+# hosts resolve it to the same repository: owners and the deny list must match
+# every case variant, whichever case the request or the data file uses.
+# ---------------------------------------------------------------------------
+
+test_case_variant_of_lowercase_denylist_entry if {
+	deny := {"github.com/sirupsen/logrus": {"reason": "SEC-2001", "versions": []}}
+	every m in ["github.com/sirupsen/logrus", "github.com/Sirupsen/logrus", "GITHUB.COM/SIRUPSEN/LOGRUS", "github.com/Sirupsen/logrus/hooks/syslog"] {
+		not allowed({"module": m, "teams": ["platform"]}) with data.modgate.denylist as deny
+		r := reason({"module": m, "teams": ["platform"], "version": "v1.0.0"}) with data.modgate.denylist as deny
+		r == sprintf("team platform may not pull %s@v1.0.0: github.com/sirupsen/logrus is deny-listed: SEC-2001", [m])
+	}
+
+	# A path that merely shares a prefix string is not covered.
+	allowed({"module": "github.com/Sirupsen/logrusx", "teams": ["platform"]}) with data.modgate.denylist as deny
+}
+
+test_case_variant_of_lowercase_denylist_entry_all_actions if {
+	deny := {"github.com/sirupsen/logrus": {"reason": "SEC-2001", "versions": []}}
+	every action in ["list", "info", "mod", "zip", "latest"] {
+		not allowed({"module": "github.com/Sirupsen/logrus", "action": action}) with data.modgate.denylist as deny
+	}
+}
+
+test_lowercase_request_of_mixed_case_denylist_entry if {
+	# denylist.yaml writes github.com/PkgErrors-Mirror; the loader folds it.
+	every m in ["github.com/pkgerrors-mirror/errors", "github.com/PkgErrors-Mirror/errors", "github.com/PKGERRORS-MIRROR"] {
+		not allowed({"module": m})
+		contains(reason({"module": m}), "github.com/pkgerrors-mirror is deny-listed: typosquat of github.com/pkg/errors")
+	}
+}
+
+test_case_variant_does_not_escape_ownership if {
+	every m in ["corp.example/payments/ledger", "corp.example/Payments/ledger", "corp.example/PAYMENTS/Ledger", "Corp.Example/payments/ledger"] {
+		not allowed({"teams": ["platform"], "route": "private", "module": m, "version": "v1.1.0"})
+		reason({"teams": ["platform"], "route": "private", "module": m, "version": "v1.1.0"}) == sprintf("team platform may not pull %s@v1.1.0: owned by team payments", [m])
+
+		# the owner and the teams it shares with still pull every variant
+		allowed({"teams": ["payments"], "route": "private", "module": m})
+		allowed({"teams": ["risk"], "route": "private", "module": m})
+	}
+}
+
+test_lowercase_request_of_mixed_case_owner if {
+	# owners.yaml writes corp.example/DataScience; the loader folds it.
+	every m in ["corp.example/datascience/models", "corp.example/DataScience/models", "corp.example/DATASCIENCE"] {
+		allowed({"teams": ["datascience"], "route": "private", "module": m})
+		not allowed({"teams": ["platform"], "route": "private", "module": m, "version": "v1.0.0"})
+		reason({"teams": ["platform"], "route": "private", "module": m, "version": "v1.0.0"}) == sprintf("team platform may not pull %s@v1.0.0: owned by team datascience", [m])
+	}
+}
+
+test_case_variant_publish_needs_the_owner if {
+	not allowed({"teams": ["platform"], "action": "publish", "route": "private", "module": "corp.example/Payments/ledger"})
+	allowed({"teams": ["payments"], "action": "publish", "route": "private", "module": "corp.example/Payments/ledger"})
 }
