@@ -195,4 +195,3 @@ func TestMetricsToken(t *testing.T) {
 		t.Error("a missing metrics token file was accepted")
 	}
 }
-
