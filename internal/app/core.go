@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -186,6 +187,18 @@ func Build(opts ServerOptions) (*Core, error) {
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.Server.IdleTimeout.D(),
 		PublishMaxZipSize: cfg.Publish.MaxZipSize,
+
+		WriteTimeout:         cfg.Server.WriteTimeout.D(),
+		WriteProgressTimeout: cfg.Server.WriteProgressTimeout.D(),
+	}
+	if f := cfg.Server.MetricsTokenFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("server.metrics_token_file: %w", err)
+		}
+		if set.MetricsToken = strings.TrimSpace(string(b)); set.MetricsToken == "" {
+			return nil, fmt.Errorf("server.metrics_token_file %s is empty", f)
+		}
 	}
 	if cfg.Auth.OIDCEnabled() && cfg.Auth.LoginClientID != "" {
 		set.Login = &login.ServerInfo{Issuer: cfg.Auth.OIDC.Issuer, ClientID: cfg.Auth.LoginClientID, Scopes: cfg.Auth.LoginScopes}

@@ -430,6 +430,17 @@ type Log struct {
 type Server struct {
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds writing a whole response on every route except the
+	// streamed module objects; 0 disables it.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// WriteProgressTimeout bounds each write of a streamed module object (a zip
+	// to a slow client may take long, but every chunk must get through within
+	// this); 0 disables it.
+	WriteProgressTimeout Duration `yaml:"write_progress_timeout"`
+	// MetricsTokenFile, when set, names a file holding a bearer token that
+	// /metrics requires; empty leaves /metrics open (bind the listener to a
+	// trusted network).
+	MetricsTokenFile string `yaml:"metrics_token_file"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// RateLimit bounds each identity's request rate (429 with Retry-After beyond).
@@ -525,10 +536,12 @@ func Defaults() Config {
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
 		Audit:    Audit{MaxSpoolBytes: 1 << 30},
 		Server: Server{
-			ReadHeaderTimeout: Duration(10 * time.Second),
-			IdleTimeout:       Duration(120 * time.Second),
-			ShutdownTimeout:   Duration(30 * time.Second),
-			RateLimit:         RateLimit{RequestsPerSecond: 1000, Burst: 5000},
+			ReadHeaderTimeout:    Duration(10 * time.Second),
+			IdleTimeout:          Duration(120 * time.Second),
+			WriteTimeout:         Duration(60 * time.Second),
+			WriteProgressTimeout: Duration(30 * time.Second),
+			ShutdownTimeout:      Duration(30 * time.Second),
+			RateLimit:            RateLimit{RequestsPerSecond: 1000, Burst: 5000},
 		},
 		VulnDB: defaultVulnDB(),
 	}
@@ -614,6 +627,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.SumDB.validate()...)
 	errs = append(errs, c.Server.RateLimit.validate()...)
+	if c.Server.WriteTimeout < 0 || c.Server.WriteProgressTimeout < 0 {
+		errs = append(errs, "server.write_timeout and server.write_progress_timeout must not be negative")
+	}
 	for _, n := range c.SumDB.Names {
 		if n == "" || strings.ContainsAny(n, "/ \\") {
 			errs = append(errs, fmt.Sprintf("sumdb.names: invalid name %q", n))

@@ -110,6 +110,7 @@ func writeVersionList(w http.ResponseWriter, r *http.Request, versions []string)
 // serveEntry writes a cache entry: stored objects through http.ServeContent
 // (conditional requests, byte ranges), in-flight ones as a stream.
 func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, contentType string, immutable bool) {
+	w = s.progressWriter(w)
 	if rec := recorderOf(w); rec != nil {
 		rec.cache, rec.source = e.Result, e.Source
 	}

@@ -75,6 +75,12 @@ type Settings struct {
 	RateLimit config.RateLimit
 	// ReadHeaderTimeout and IdleTimeout are the HTTP server's.
 	ReadHeaderTimeout, IdleTimeout time.Duration
+	// WriteTimeout bounds writing a whole response on routes other than the
+	// module objects; WriteProgressTimeout bounds each write of a module object
+	// (deadline.go). Zero disables either.
+	WriteTimeout, WriteProgressTimeout time.Duration
+	// MetricsToken, when not empty, is the bearer token /metrics requires.
+	MetricsToken string
 	// PublishMaxZipSize bounds an uploaded zip; 0 is the go command's limit.
 	PublishMaxZipSize int64
 	// Login is what /.well-known/modgate-login publishes for `modgate login`;
@@ -179,11 +185,11 @@ func (s *Server) routes() *mux.Router {
 	// would hide %2e%2e and %00 from the validators.
 	r.SkipClean(true)
 	r.UseEncodedPath()
-	r.Use(s.withSecureHeaders, s.withRequestID, s.withLogging)
+	r.Use(s.withWriteDeadline, s.withSecureHeaders, s.withRequestID, s.withLogging)
 
 	r.Handle("/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz)))
 	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
-	r.Handle("/metrics", s.endpoint("metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	r.Handle("/metrics", s.endpoint("metrics", s.withMetricsToken(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))))
 	r.Handle(login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo)))
 
 	// The console identifies its callers itself (session cookie or client
@@ -205,8 +211,9 @@ func (s *Server) routes() *mux.Router {
 }
 
 // HTTPServer returns an *http.Server for the handler with modgate's timeouts. The
-// write timeout is left unset: a large zip to a slow client may take long, and a
-// stalled client is cut off by the TCP keep-alive and the idle timeout instead.
+// server-wide WriteTimeout is left unset: a large zip to a slow client may take
+// long. Writes are bounded per request instead (deadline.go): a whole-response
+// deadline on most routes, a per-write progress deadline on module objects.
 func (s *Server) HTTPServer(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
