@@ -41,6 +41,14 @@ func (s *Server) progressWriter(w http.ResponseWriter) http.ResponseWriter {
 	return pw
 }
 
+// withWriteProgress gives routes whose answers may be long, or may come only after
+// a long upload, the progress deadline instead of the whole-response one.
+func (s *Server) withWriteProgress(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(s.progressWriter(w), r)
+	})
+}
+
 type deadlineWriter struct {
 	http.ResponseWriter
 	rc *http.ResponseController

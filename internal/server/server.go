@@ -196,16 +196,16 @@ func (s *Server) routes() *mux.Router {
 	// certificate). No module path can start with "ui/": a module path's first
 	// element has a dot.
 	if s.console != nil {
-		r.Handle("/ui", s.endpoint("console", s.console))
-		r.PathPrefix("/ui/").Handler(s.endpoint("console", s.console))
+		r.Handle("/ui", s.endpoint("console", s.withWriteProgress(s.console)))
+		r.PathPrefix("/ui/").Handler(s.endpoint("console", s.withWriteProgress(s.console)))
 	}
 
 	// Everything below needs a verified identity.
-	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditEvents))))
-	r.Handle("/api/v1/audit/affected", s.endpoint("audit-read", s.withIdentity(http.HandlerFunc(s.handleAuditAffected))))
-	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handlePublishAPI)))))
+	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleAuditEvents)))))
+	r.Handle("/api/v1/audit/affected", s.endpoint("audit-read", s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleAuditAffected)))))
+	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withAuditGate(s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handlePublishAPI))))))
 	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB)))))
-	r.PathPrefix(VulnDBPrefix).Handler(s.endpoint("vulndb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleVulnDB)))))
+	r.PathPrefix(VulnDBPrefix).Handler(s.endpoint("vulndb", s.withAuditGate(s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleVulnDB))))))
 	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
 	return r
 }
@@ -213,7 +213,9 @@ func (s *Server) routes() *mux.Router {
 // HTTPServer returns an *http.Server for the handler with modgate's timeouts. The
 // server-wide WriteTimeout is left unset: a large zip to a slow client may take
 // long. Writes are bounded per request instead (deadline.go): a whole-response
-// deadline on most routes, a per-write progress deadline on module objects.
+// deadline on small answers, a per-write progress deadline on module objects,
+// exports, the console, the vulnerability database and publish (whose upload may
+// take longer than the whole-response deadline before its answer is written).
 func (s *Server) HTTPServer(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
