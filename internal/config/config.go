@@ -528,7 +528,7 @@ func Defaults() Config {
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
-			RateLimit:         RateLimit{RequestsPerSecond: 1000, Burst: 5000},
+			RateLimit:         RateLimit{RequestsPerSecond: 1000, Burst: 5000, Unauthenticated: UnauthenticatedLimit{RequestsPerSecond: 5, Burst: 50, SummaryInterval: Duration(time.Minute)}},
 		},
 		VulnDB: defaultVulnDB(),
 	}
