@@ -58,7 +58,7 @@ func TestRunPolicy(t *testing.T) {
 				"--version-time", "2026-11-25T09:00:00Z", "--time", "2026-11-25T10:00:00Z"},
 			want: []string{"ALLOW", "github.com/pkg/errors is a public module"},
 		},
-		{name: "fail/explain-bad-action", args: []string{"explain", "--dir", shippedPolicy, "--subject", "a", "--action", "steal"}, wantErr: "unknown action"},
+		{name: "fail/explain-bad-action", args: []string{"explain", "--dir", shippedPolicy, "--subject", "a", "--action", "steal"}, wantErr: `--action "steal": want one of list, info`},
 		{name: "fail/check-missing-dir", args: []string{"check", "--dir", filepath.Join(broken, "nope")}, wantErr: "nope"},
 		{name: "fail/unknown-command", args: []string{"frob"}, wantErr: "unknown command"},
 		{name: "fail/no-command", args: nil, wantErr: "missing command"},

@@ -240,19 +240,7 @@ func newChain(cfg config.Config, transport http.RoundTripper, log *slog.Logger, 
 	var entries []upstream.Entry
 	if len(cfg.Upstream.Mirrors) > 0 {
 		for _, mc := range cfg.Upstream.Mirrors {
-			e, err := upstream.NewMirror(upstream.MirrorConfig{
-				URL:                 mc.URL,
-				FallThroughAnyError: mc.OnError == "next",
-				CAFile:              mc.CAFile,
-				ClientCertFile:      mc.ClientCertFile,
-				ClientKeyFile:       mc.ClientKeyFile,
-				Username:            mc.Username,
-				PasswordFile:        mc.PasswordFile,
-				ConnectTimeout:      mc.ConnectTimeout.D(),
-				HeaderTimeout:       mc.HeaderTimeout.D(),
-				BodyIdleTimeout:     mc.BodyIdleTimeout.D(),
-				MaxConcurrency:      mc.MaxConcurrency,
-			}, ucfg)
+			e, err := upstream.NewMirror(mirrorConfig(mc), ucfg)
 			if err != nil {
 				return nil, err
 			}
@@ -353,4 +341,22 @@ func (p ledgerPins) Recorded(ctx context.Context, module, version string) ([]sou
 // NewLedger returns the private version ledger over pool, as the sources use it.
 func NewLedger(pool *pgxpool.Pool, log *slog.Logger) source.Ledger {
 	return ledgerPins{ledger.New(pool, ledger.WithLogger(log))}
+}
+
+// mirrorConfig is the connection settings of one configured mirror, shared by the
+// module chain and the vulnerability database's upstream.
+func mirrorConfig(mc config.UpstreamMirror) upstream.MirrorConfig {
+	return upstream.MirrorConfig{
+		URL:                 mc.URL,
+		FallThroughAnyError: mc.OnError == "next",
+		CAFile:              mc.CAFile,
+		ClientCertFile:      mc.ClientCertFile,
+		ClientKeyFile:       mc.ClientKeyFile,
+		Username:            mc.Username,
+		PasswordFile:        mc.PasswordFile,
+		ConnectTimeout:      mc.ConnectTimeout.D(),
+		HeaderTimeout:       mc.HeaderTimeout.D(),
+		BodyIdleTimeout:     mc.BodyIdleTimeout.D(),
+		MaxConcurrency:      mc.MaxConcurrency,
+	}
 }

@@ -48,19 +48,7 @@ func (a *App) newVulnDB(reg prometheus.Registerer) (*vulndb.Service, error) {
 			RetryBackoff:    a.cfg.Upstream.RetryBackoff.D(),
 			UserAgent:       "modgate/" + version.Version,
 		}
-		mc := vc.Upstream
-		e, err := upstream.NewMirror(upstream.MirrorConfig{
-			URL:             mc.URL,
-			CAFile:          mc.CAFile,
-			ClientCertFile:  mc.ClientCertFile,
-			ClientKeyFile:   mc.ClientKeyFile,
-			Username:        mc.Username,
-			PasswordFile:    mc.PasswordFile,
-			ConnectTimeout:  mc.ConnectTimeout.D(),
-			HeaderTimeout:   mc.HeaderTimeout.D(),
-			BodyIdleTimeout: mc.BodyIdleTimeout.D(),
-			MaxConcurrency:  mc.MaxConcurrency,
-		}, ucfg)
+		e, err := upstream.NewMirror(mirrorConfig(vc.Upstream), ucfg)
 		if err != nil {
 			return nil, fmt.Errorf("app: vulndb.upstream: %w", err)
 		}
