@@ -63,12 +63,15 @@ const (
 	// OutcomeIntegrityFailure: an upstream object did not match the checksum
 	// database and was refused (never cached nor delivered whole).
 	OutcomeIntegrityFailure Outcome = "integrity_failure"
+	// OutcomeRateLimitedSummary: one row counting a source's requests without
+	// valid credentials refused beyond its burst in one window (count in Bytes).
+	OutcomeRateLimitedSummary Outcome = "rate_limited_summary"
 )
 
 // Outcomes lists every outcome, for validating queries.
 var Outcomes = []Outcome{
 	OutcomeServed, OutcomeDenied, OutcomeUnauthenticated, OutcomeNotFound,
-	OutcomeGone, OutcomeInvalid, OutcomeError, OutcomeIntegrityFailure,
+	OutcomeGone, OutcomeInvalid, OutcomeError, OutcomeIntegrityFailure, OutcomeRateLimitedSummary,
 }
 
 // Event is one audited request. Record fills EventID and Time when they are empty.

@@ -541,7 +541,7 @@ func Defaults() Config {
 			WriteTimeout:         Duration(60 * time.Second),
 			WriteProgressTimeout: Duration(30 * time.Second),
 			ShutdownTimeout:      Duration(30 * time.Second),
-			RateLimit:            RateLimit{RequestsPerSecond: 1000, Burst: 5000},
+			RateLimit:            RateLimit{RequestsPerSecond: 1000, Burst: 5000, Unauthenticated: UnauthenticatedLimit{RequestsPerSecond: 5, Burst: 50, SummaryInterval: Duration(time.Minute)}},
 		},
 		VulnDB: defaultVulnDB(),
 	}

@@ -50,6 +50,9 @@ func (s *Server) withIdentity(next http.Handler) http.Handler {
 		id, err := s.identify(r)
 		if err != nil {
 			s.describeRefused(w, r)
+			if s.refuseUnauthenticated(w, r) { // unauthlimit.go
+				return
+			}
 			if errors.Is(err, derrors.Unauthenticated) {
 				// RFC 9110 §11.6.1: a 401 carries the schemes the server accepts.
 				w.Header().Add("WWW-Authenticate", `Bearer realm="modgate"`)

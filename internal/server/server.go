@@ -113,6 +113,8 @@ type Server struct {
 
 	// limiter is the per-identity request budget (ratelimit.go); nil is unlimited.
 	limiter *rateLimiter
+	// unauth bounds requests without valid credentials per source (unauthlimit.go).
+	unauth *unauthLimiter
 }
 
 type readyCheck struct {
@@ -153,6 +155,7 @@ func New(opts Options) (*Server, error) {
 		console:    opts.Console,
 		affected:   opts.AuditAffected,
 		limiter:    newRateLimiter(opts.Settings.RateLimit),
+		unauth:     newUnauthLimiter(opts.Settings.RateLimit.Unauthenticated),
 	}
 	for _, n := range opts.SumDBNames {
 		s.sumdbs[n] = true
