@@ -25,6 +25,7 @@ import (
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/console"
 	"github.com/modgate/modgate/internal/database"
+	"github.com/modgate/modgate/internal/firstseen"
 	"github.com/modgate/modgate/internal/gate"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/mirror"
@@ -166,6 +167,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		// The private version ledger: every private .mod and .zip is pinned
 		// the first time it is served, and never changes after.
 		sopts.Ledger = NewLedger(a.pool, log)
+		// Consulted only when the policy reads version times (the cool-down).
+		sopts.FirstSeen = firstseen.New(a.pool, 0, log)
 	}
 	if cfg.Console.Enabled {
 		sopts.Console = func(c *Core) (http.Handler, error) { return a.console(reg, engine, auditor, c, a.affected(vdb)) }

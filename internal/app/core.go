@@ -60,6 +60,10 @@ type ServerOptions struct {
 	Published Registry
 	// Ledger nil records no private version hashes.
 	Ledger source.Ledger
+	// FirstSeen records when modgate first saw each public version; the
+	// cool-down measures age from the later of that and the .info Time. nil
+	// trusts the .info Time alone.
+	FirstSeen gate.FirstSeen
 	// Console builds the web console once the gate and TLS state exist; nil
 	// serves none.
 	Console func(c *Core) (http.Handler, error)
@@ -172,6 +176,9 @@ func Build(opts ServerOptions) (*Core, error) {
 		public.SetVerifier(v)
 	}
 	c.Gate = gate.New(opts.Policy, c.Router, c.Sources)
+	if opts.FirstSeen != nil {
+		c.Gate.SetFirstSeen(opts.FirstSeen)
+	}
 
 	var consoleHandler http.Handler
 	if opts.Console != nil {

@@ -45,12 +45,25 @@ type Sources interface {
 	Exists(ctx context.Context, rt route.Route, modulePath, escModule string) error
 }
 
+// FirstSeen answers when modgate first saw a public version from upstream
+// (internal/firstseen), recording now if it never has; ok false when it cannot
+// tell.
+type FirstSeen interface {
+	FirstSeen(ctx context.Context, module, version string) (t time.Time, ok bool)
+}
+
 // Gate decides requests. Safe for concurrent use.
 type Gate struct {
 	policy Policy
 	router *route.Router
 	src    Sources
+	seen   FirstSeen
 }
+
+// SetFirstSeen makes the version time of public versions the later of the
+// upstream's .info Time and modgate's first sight of the version. Call before
+// the gate is used.
+func (g *Gate) SetFirstSeen(s FirstSeen) { g.seen = s }
 
 // New returns a gate. pol nil allows everything; src may be nil (no version
 // times, no existence check).
@@ -177,7 +190,23 @@ func (g *Gate) versionTime(ctx context.Context, rt route.Route, mod, escMod, ver
 	if err != nil || info.Time.IsZero() {
 		return ""
 	}
-	return info.Time.UTC().Format(time.RFC3339)
+	return g.age(ctx, rt, mod, version, info.Time)
+}
+
+// age returns the time a version's age is measured from: for a public version
+// the later of the upstream's .info Time and modgate's first sight of it (an
+// author can backdate the .info Time of a VCS-backed version, not modgate's
+// first sight; a version whose .info Time is newer than the first sight is not
+// older than it claims). Without a first-sight time (no database, or it is
+// unreachable) the .info Time alone.
+func (g *Gate) age(ctx context.Context, rt route.Route, mod, version string, infoTime time.Time) string {
+	t := infoTime
+	if g.seen != nil && !rt.Private() {
+		if seen, ok := g.seen.FirstSeen(ctx, mod, version); ok && seen.After(t) {
+			t = seen
+		}
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // FilterVersions returns the versions the caller of an allowed list request may
@@ -201,7 +230,7 @@ func (g *Gate) Latest(ctx context.Context, req Request, rt route.Route, latest g
 	pull.Action, pull.Version, pull.Query = policy.ActionZip, latest.Version, false
 	in := g.input(pull, policy.ActionZip, rt)
 	if g.policy.NeedsVersionTime() && !latest.Time.IsZero() {
-		in.VersionTime = latest.Time.UTC().Format(time.RFC3339)
+		in.VersionTime = g.age(ctx, rt, req.Module, latest.Version, latest.Time)
 	}
 	d, err := g.policy.Decide(ctx, in)
 	if err != nil || d.Allow {

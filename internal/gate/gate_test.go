@@ -161,3 +161,53 @@ func TestLatestFallbackDecision(t *testing.T) {
 		t.Errorf("Latest = %q %+v %v, want v1.0.0 with the decision that allowed it", v, d, err)
 	}
 }
+
+type fakeFirstSeen struct {
+	t     time.Time
+	ok    bool
+	asked []string
+}
+
+func (f *fakeFirstSeen) FirstSeen(_ context.Context, mod, version string) (time.Time, bool) {
+	f.asked = append(f.asked, mod+"@"+version)
+	return f.t, f.ok
+}
+
+// A version's age runs from the later of its .info Time and modgate's first
+// sight of it, for public versions only.
+func TestAgeIsLaterOfInfoAndFirstSight(t *testing.T) {
+	ctx := context.Background()
+	yearAgo := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	seen := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	later := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	g, _, _ := newGate(true)
+	pub, priv := g.Route("mod.test/hello"), g.Route("corp.example/payments/ledger")
+	if got := g.age(ctx, pub, "mod.test/hello", "v1.0.0", yearAgo); got != "2025-01-01T00:00:00Z" {
+		t.Errorf("no first-seen store: %s, want the .info Time", got)
+	}
+	fs := &fakeFirstSeen{t: seen, ok: true}
+	g.SetFirstSeen(fs)
+	for _, tt := range []struct {
+		name string
+		rt   route.Route
+		mod  string
+		info time.Time
+		ok   bool
+		want string
+	}{
+		{"backdated-info-uses-first-sight", pub, "mod.test/hello", yearAgo, true, "2026-01-01T00:00:00Z"},
+		{"info-later-than-first-sight-kept", pub, "mod.test/hello", later, true, "2026-06-01T00:00:00Z"},
+		{"first-sight-unknown-uses-info", pub, "mod.test/hello", yearAgo, false, "2025-01-01T00:00:00Z"},
+		{"private-uses-info", priv, "corp.example/payments/ledger", yearAgo, true, "2025-01-01T00:00:00Z"},
+	} {
+		fs.ok = tt.ok
+		if got := g.age(ctx, tt.rt, tt.mod, "v1.0.0", tt.info); got != tt.want {
+			t.Errorf("%s: age = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	for _, a := range fs.asked {
+		if strings.HasPrefix(a, "corp.example/") {
+			t.Errorf("first sight asked for private %s", a)
+		}
+	}
+}
