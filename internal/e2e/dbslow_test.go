@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"bytes"
+	"net/http"
+
 	"context"
+	"github.com/modgate/modgate/internal/publish"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -131,5 +135,78 @@ func TestPostgresSlowDuringRequestsAndPublish(t *testing.T) {
 	}
 	if got := countRows(t, env.pool, where); got != want {
 		t.Errorf("audit rows for the zip downloads = %d, want %d", got, want)
+	}
+}
+
+// A publish whose client gives up while PostgreSQL is slow (its table locked)
+// is never half-stored: it completes whole (row and both objects) or leaves
+// nothing, no scratch file either way, and publishing it again afterwards
+// answers accordingly (200 identical or 201).
+func TestPostgresSlowPublishAbandoned(t *testing.T) {
+	env := startPublishEnv(t)
+	ctx := context.Background()
+	conn, err := env.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE published_versions IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	const mod = "corp.test/abandoned"
+	zipBytes := moduleZip(t, mod, "v1.0.0", mod, "a.go")
+	p, err := publish.APIPath(mod, "v1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(reqCtx, http.MethodPut, env.url+p, bytes.NewReader(zipBytes))
+	req.Header.Set("Authorization", "Bearer "+env.token("alice", "platform"))
+	if resp, err := env.http.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("publish answered %d while its table was locked", resp.StatusCode)
+	}
+	// Give modgate time to notice the client left, then let PostgreSQL go.
+	time.Sleep(time.Second)
+	tx.Rollback(ctx)
+	time.Sleep(time.Second)
+	// Either the publish completed whole after all (row and both objects) or
+	// it left nothing; never a scratch file.
+	var stored []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows := env.rows(t, mod)
+		stored = stored[:0]
+		for _, o := range env.objects(t) {
+			switch {
+			case strings.HasPrefix(o, ".tmp/"):
+				t.Errorf("abandoned publish left scratch file %s", o)
+			case strings.Contains(o, "abandoned"):
+				stored = append(stored, o)
+			}
+		}
+		if (rows == 1 && len(stored) == 2) || (rows == 0 && len(stored) == 0) {
+			t.Logf("abandoned publish: rows=%d objects=%v", rows, stored)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned publish half-stored: rows=%d objects=%v", rows, stored)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Publishing it again: 201 if the first left nothing, 200 (identical) if it
+	// completed.
+	status, body := env.put(t, env.token("alice", "platform"), mod, "v1.0.0", zipBytes)
+	if want := map[bool]int{true: 201, false: 200}[len(stored) == 0]; status != want {
+		t.Errorf("publish after the database recovered: %d %q, want %d", status, body, want)
+	}
+	if env.rows(t, mod) != 1 {
+		t.Errorf("no row after the repeated publish")
 	}
 }
