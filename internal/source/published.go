@@ -137,8 +137,11 @@ func (p *Published) open(ctx context.Context, v publish.Version, key string) (*O
 	if err != nil {
 		// The row names an object that must exist: it was stored durably before
 		// the row committed. Missing means lost storage, not a missing version.
+		// The cause keeps its text but not its kind: derrors.Status would
+		// find the NotFound inside and answer 404, which tells the go command
+		// the version does not exist.
 		if errors.Is(err, derrors.NotFound) {
-			err = derrors.WithCause(derrors.Unavailable, err, "the stored copy of %s@%s is missing; tell the platform team", v.Module, v.Version)
+			err = derrors.WithCause(derrors.Unavailable, errors.New(err.Error()), "the stored copy of %s@%s is missing; tell the platform team", v.Module, v.Version)
 		}
 		return nil, err
 	}
