@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,4 +136,67 @@ func TestOpenCorrupt(t *testing.T) {
 	if n, p := c.Len(); n != 0 || p != 0 {
 		t.Errorf("copy from a torn file holds %d pins, %d published", n, p)
 	}
+}
+
+// Run refreshes at start and soon after a Kick, long before the next tick,
+// and keeps the last copy while its source fails.
+func TestRunKick(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "pins.json")
+	c, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &lockedSource{src: &fakeSource{pins: []ledger.Entry{pin(1, "v1.0.0", ledger.Mod)}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx, src, time.Hour, nil); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitUntil("the first refresh", func() bool { return c.Pinned("corp.example/x", "v1.0.0", ledger.Mod) })
+	src.set(func(f *fakeSource) { f.pins = append(f.pins, pin(2, "v1.0.0", ledger.Zip)) })
+	c.Kick()
+	waitUntil("the kicked refresh to reach the file", func() bool {
+		loaded, err := Open(path)
+		return err == nil && loaded.Pinned("corp.example/x", "v1.0.0", ledger.Zip)
+	})
+	src.set(func(f *fakeSource) { f.err = errors.New("connection refused") })
+	c.Kick()
+	time.Sleep(1500 * time.Millisecond)
+	if n, _ := c.Len(); n != 2 {
+		t.Errorf("after a failed refresh the copy holds %d pins, want 2", n)
+	}
+}
+
+type lockedSource struct {
+	mu  sync.Mutex
+	src *fakeSource
+}
+
+func (l *lockedSource) set(f func(*fakeSource)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f(l.src)
+}
+
+func (l *lockedSource) PinsSince(ctx context.Context, seq int64, limit int) ([]ledger.Entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.src.PinsSince(ctx, seq, limit)
+}
+
+func (l *lockedSource) PublishedAll(ctx context.Context) ([]publish.Version, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.src.PublishedAll(ctx)
 }
