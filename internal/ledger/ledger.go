@@ -178,7 +178,7 @@ func (l *Ledger) pinDuringOutage(k key, h1, source string, dbErr error) (Entry, 
 	if !ok {
 		return Entry{}, NeverServed(k.module, k.version, dbErr)
 	}
-	l.cache.put(k, e)
+	// Not kept in memory: once PostgreSQL is back, it alone answers again.
 	return l.compare(e, h1, source)
 }
 
