@@ -203,6 +203,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	a.watchDatabase(reg)
 	a.addDegradableReadyChecks()
+	if pins != nil {
+		a.server.AddReadyCheck("pin copy", func(context.Context) (string, error) {
+			// Never failing: the copy matters only during an outage, and an old
+			// one is still better than none. Its age says what an outage would
+			// miss.
+			n, p := pins.Len()
+			detail := fmt.Sprintf("%d pins, %d published versions", n, p)
+			if at := pins.Refreshed(); !at.IsZero() {
+				detail += fmt.Sprintf(", refreshed %s ago", time.Since(at).Round(time.Second))
+			}
+			return detail, nil
+		})
+	}
 	if engine != nil {
 		a.server.AddReadyCheck("policy", func(context.Context) (string, error) {
 			// A failed reload leaves the last good policy in force: report it, but

@@ -119,6 +119,11 @@ func TestServesPinnedPrivateVersionsThroughPostgresOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Log("PostgreSQL stopped")
+	// /readyz says what the copy holds (three git versions and the two
+	// published ones, .mod and .zip each) and how old it is.
+	if code, body := getWithToken(t, p.CAFile, b+"/readyz", ""); code != http.StatusOK || !regexp.MustCompile(`pin copy: ok \(10 pins, 2 published versions, refreshed \d+s ago\)`).MatchString(body) {
+		t.Errorf("B's /readyz during the outage: %d %q, want 200 with the pin copy's size and age", code, body)
+	}
 
 	// The pinned versions, from git, with the hashes A served: through a
 	// main module requiring them, as a build would.

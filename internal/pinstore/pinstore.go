@@ -142,6 +142,13 @@ func (c *Copy) PublishedList(module string) []publish.Version {
 	return slices.Clone(c.byModule[module])
 }
 
+// Refreshed returns when the copy last matched PostgreSQL (zero: never).
+func (c *Copy) Refreshed() time.Time {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.refreshed
+}
+
 // Len returns the number of pins and of registry records held.
 func (c *Copy) Len() (pins, published int) {
 	c.mu.RLock()
