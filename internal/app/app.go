@@ -29,6 +29,7 @@ import (
 	"github.com/modgate/modgate/internal/gate"
 	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/mirror"
+	"github.com/modgate/modgate/internal/pinstore"
 	"github.com/modgate/modgate/internal/policy"
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/server"
@@ -118,8 +119,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	// One store for the cache and published versions: uploads are received in its
 	// scratch directory, so a disk store's Put is a rename.
 	var published Registry
+	var pins *pinstore.Copy
 	if a.pool != nil {
-		published = publish.NewRegistry(a.pool, store, log)
+		reg := publish.NewRegistry(a.pool, store, log)
+		// The replica's own copy of the ledger and the registry, to serve
+		// private versions by while PostgreSQL is unreachable.
+		pins = a.openPinCopy(reg)
+		published = kickingRegistry{Registry: reg, pins: pins}
 	}
 	var auditor server.Auditor
 	if a.pool != nil {
@@ -166,7 +172,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if a.pool != nil {
 		// The private version ledger: every private .mod and .zip is pinned
 		// the first time it is served, and never changes after.
-		sopts.Ledger = NewLedger(a.pool, log)
+		sopts.Ledger = newLedger(a.pool, log, pins)
+		sopts.Outage = pins
 		// Consulted only when the policy reads version times (the cool-down).
 		sopts.FirstSeen = firstseen.New(a.pool, 0, log)
 	}
@@ -196,6 +203,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	a.watchDatabase(reg)
 	a.addDegradableReadyChecks()
+	if pins != nil {
+		a.server.AddReadyCheck("pin copy", func(context.Context) (string, error) {
+			// Never failing: the copy matters only during an outage, and an old
+			// one is still better than none. Its age says what an outage would
+			// miss.
+			n, p := pins.Len()
+			detail := fmt.Sprintf("%d pins, %d published versions", n, p)
+			if at := pins.Refreshed(); !at.IsZero() {
+				detail += fmt.Sprintf(", refreshed %s ago", time.Since(at).Round(time.Second))
+			}
+			return detail, nil
+		})
+	}
 	if engine != nil {
 		a.server.AddReadyCheck("policy", func(context.Context) (string, error) {
 			// A failed reload leaves the last good policy in force: report it, but

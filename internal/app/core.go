@@ -23,6 +23,7 @@ import (
 	"github.com/modgate/modgate/internal/ledger"
 	"github.com/modgate/modgate/internal/login"
 	"github.com/modgate/modgate/internal/metrics"
+	"github.com/modgate/modgate/internal/pinstore"
 	"github.com/modgate/modgate/internal/route"
 	"github.com/modgate/modgate/internal/server"
 	"github.com/modgate/modgate/internal/source"
@@ -60,6 +61,10 @@ type ServerOptions struct {
 	Published Registry
 	// Ledger nil records no private version hashes.
 	Ledger source.Ledger
+	// Outage is the replica's copy of the ledger's pins and the published
+	// versions, read while PostgreSQL is unreachable; nil refuses every
+	// private version not in the object cache then.
+	Outage source.OutageCopy
 	// FirstSeen records when modgate first saw each public version; the
 	// cool-down measures age from the later of that and the .info Time. nil
 	// trusts the .info Time alone.
@@ -156,6 +161,7 @@ func Build(opts ServerOptions) (*Core, error) {
 		// One counter for integrity failures, public (checksum database) and
 		// private (ledger).
 		OnIntegrityFailure: m.IntegrityFailures.Inc,
+		Outage:             opts.Outage,
 	}, log)
 	if cfg.SumDB.Verify {
 		// The verifier's remote reads go through the same cache entries as the
@@ -338,11 +344,19 @@ func fetchResult(err error) string {
 	return "rejected_or_unreachable"
 }
 
-// ledgerPins adapts the private version ledger to what the sources need.
-type ledgerPins struct{ l *ledger.Ledger }
+// ledgerPins adapts the private version ledger to what the sources need, and
+// keeps the replica's outage copy (internal/pinstore) up with what it pins.
+type ledgerPins struct {
+	l    *ledger.Ledger
+	pins *pinstore.Copy // nil: no outage copy
+}
 
 func (p ledgerPins) Pin(ctx context.Context, module, version, file, h1, source string) error {
-	_, err := p.l.Pin(ctx, module, version, file, h1, source)
+	e, err := p.l.Pin(ctx, module, version, file, h1, source)
+	if err == nil && p.pins != nil && !p.pins.Pinned(module, version, file) {
+		p.pins.AddPins(e)
+		p.pins.Kick()
+	}
 	return err
 }
 
@@ -360,7 +374,17 @@ func (p ledgerPins) Recorded(ctx context.Context, module, version string) ([]sou
 
 // NewLedger returns the private version ledger over pool, as the sources use it.
 func NewLedger(pool *pgxpool.Pool, log *slog.Logger) source.Ledger {
-	return ledgerPins{ledger.New(pool, ledger.WithLogger(log))}
+	return newLedger(pool, log, nil)
+}
+
+// newLedger is NewLedger checking bytes against pins while PostgreSQL is
+// unreachable, and recording what it pins.
+func newLedger(pool *pgxpool.Pool, log *slog.Logger, pins *pinstore.Copy) source.Ledger {
+	opts := []ledger.Option{ledger.WithLogger(log)}
+	if pins != nil {
+		opts = append(opts, ledger.WithOutageCopy(pins.Pin))
+	}
+	return ledgerPins{l: ledger.New(pool, opts...), pins: pins}
 }
 
 // mirrorConfig is the connection settings of one configured mirror, shared by the

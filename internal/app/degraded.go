@@ -51,7 +51,7 @@ func (a *App) addDegradableReadyChecks() {
 			if h.Up {
 				return "", nil
 			}
-			return "", server.Degraded("PostgreSQL unreachable for %s; serving with cached API tokens and the audit spool; publish, delete, token administration and audit queries answer 503",
+			return "", server.Degraded("PostgreSQL unreachable for %s; serving with cached API tokens, the audit spool and this replica's copy of the private version ledger; publish, delete, token administration and audit queries answer 503",
 				time.Since(h.Since).Round(time.Second))
 		})
 	}

@@ -105,6 +105,12 @@ type Private struct {
 	Refresh Duration `yaml:"refresh"`
 	// GitTimeout bounds each git command.
 	GitTimeout Duration `yaml:"git_timeout"`
+	// PinCopyRefresh is how often, while the database is up, each replica
+	// refreshes its own copy of the ledger's pins and the published versions
+	// (<cache.dir>/.private-pins.json), which it serves private versions by
+	// while the database is unreachable; a pin, publish or delete on this
+	// replica refreshes it within a second too.
+	PinCopyRefresh Duration `yaml:"pin_copy_refresh"`
 }
 
 // PrivateRoute maps module paths matching Pattern to repositories.
@@ -176,6 +182,9 @@ func (p *Private) validate() []string {
 				errs = append(errs, fmt.Sprintf("private: invalid glob %q (want GOPRIVATE-style path prefix globs, comma-separated or a YAML list)", pat))
 			}
 		}
+	}
+	if p.PinCopyRefresh <= 0 {
+		errs = append(errs, "private.pin_copy_refresh must be a positive duration (e.g. 30s)")
 	}
 	if p.Refresh < 0 || p.GitTimeout < 0 {
 		errs = append(errs, "private.refresh and private.git_timeout must not be negative (a duration such as 10s)")
@@ -531,7 +540,7 @@ func Defaults() Config {
 			FailureRefill:        Duration(6 * time.Second),
 		},
 		Database: Database{Migrate: true},
-		Private:  Private{Refresh: Duration(10 * time.Second), GitTimeout: Duration(5 * time.Minute)},
+		Private:  Private{Refresh: Duration(10 * time.Second), GitTimeout: Duration(5 * time.Minute), PinCopyRefresh: Duration(30 * time.Second)},
 		Console:  Console{Enabled: true, SessionTTL: Duration(8 * time.Hour)},
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
 		Audit:    Audit{MaxSpoolBytes: 1 << 30},
@@ -710,6 +719,10 @@ func (c *Config) AuditSpoolDir() string {
 	}
 	return filepath.Join(c.Cache.Dir, ".audit-spool")
 }
+
+// PinCopyFile is where a replica keeps its copy of the ledger's pins and the
+// published versions (internal/pinstore).
+func (c *Config) PinCopyFile() string { return filepath.Join(c.Cache.Dir, ".private-pins.json") }
 
 // TLSEnabled reports whether modgate terminates TLS.
 func (c *Config) TLSEnabled() bool { return c.TLS.CertFile != "" }

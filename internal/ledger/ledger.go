@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
 )
 
@@ -46,6 +47,7 @@ type Ledger struct {
 	now        func() time.Time
 	onMismatch func(*Mismatch)
 	cache      *lru
+	outageCopy func(module, version, file string) (Entry, bool)
 }
 
 // Option configures a Ledger.
@@ -63,6 +65,14 @@ func WithClock(now func() time.Time) Option { return func(l *Ledger) { l.now = n
 
 // WithOnMismatch calls f whenever Pin refuses changed bytes, for metrics.
 func WithOnMismatch(f func(*Mismatch)) Option { return func(l *Ledger) { l.onMismatch = f } }
+
+// WithOutageCopy makes Pin check bytes against pins found by copy while
+// PostgreSQL is unreachable: the replica's own durable copy of the ledger
+// (internal/pinstore). Nothing is pinned then: a file the copy does not hold is
+// refused with 503, never served unpinned.
+func WithOutageCopy(copy func(module, version, file string) (Entry, bool)) Option {
+	return func(l *Ledger) { l.outageCopy = copy }
+}
 
 // DefaultCacheSize is the number of pins kept in memory unless WithCacheSize says
 // otherwise: at about 200 bytes an entry, under 2 MB.
@@ -145,6 +155,9 @@ func (l *Ledger) Pin(ctx context.Context, module, version, file, h1, source stri
 	// or this one forgot it): a plain read, no lock.
 	e, found, err := l.get(ctx, l.pool, k)
 	if err != nil {
+		if l.outageCopy != nil && database.Unreachable(err) {
+			return l.pinDuringOutage(k, h1, source, err)
+		}
 		return Entry{}, unavailable(err)
 	}
 	if !found {
@@ -155,6 +168,26 @@ func (l *Ledger) Pin(ctx context.Context, module, version, file, h1, source stri
 	}
 	l.cache.put(k, e)
 	return l.compare(e, h1, source)
+}
+
+// pinDuringOutage checks h1 against the outage copy's pin. A replica never pins
+// while PostgreSQL is unreachable: another replica may pin other bytes for the
+// same version at the same time, and only the database can pick one.
+func (l *Ledger) pinDuringOutage(k key, h1, source string, dbErr error) (Entry, error) {
+	e, ok := l.outageCopy(k.module, k.version, k.file)
+	if !ok {
+		return Entry{}, NeverServed(k.module, k.version, dbErr)
+	}
+	// Not kept in memory: once PostgreSQL is back, it alone answers again.
+	return l.compare(e, h1, source)
+}
+
+// NeverServed is the 503 for a private version (or one of its files) that no
+// replica had served before PostgreSQL became unreachable: with no pin to check
+// its bytes against, it is refused rather than served unpinned.
+func NeverServed(module, version string, cause error) error {
+	return derrors.WithCause(derrors.Unavailable, cause,
+		"cannot serve %s@%s now: it was never served before and modgate's database is unreachable to pin it; try again when it is back", module, version)
 }
 
 func (l *Ledger) compare(pinned Entry, h1, source string) (Entry, error) {
@@ -255,6 +288,21 @@ func (l *Ledger) Lookup(ctx context.Context, module, version string) (_ []Entry,
 // replica can still check bytes against while the database is unreachable.
 func (l *Ledger) Cached(module, version, file string) (Entry, bool) {
 	return l.cache.get(key{module, version, file})
+}
+
+// Since returns at most limit pins with seq greater than seq, in chain order:
+// what a replica's outage copy (internal/pinstore) has not seen yet.
+func (l *Ledger) Since(ctx context.Context, seq int64, limit int) (_ []Entry, err error) {
+	defer derrors.Wrap(&err, "ledger.Since(%d)", seq)
+	rows, err := l.pool.Query(ctx, `SELECT `+entryColumns+` FROM private_ledger WHERE seq > $1 ORDER BY seq LIMIT $2`, seq, limit)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	es, err := scanEntries(rows)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return es, nil
 }
 
 // All returns every pin in chain order.

@@ -361,3 +361,61 @@ func TestCheckStored(t *testing.T) {
 		t.Errorf("problem = %s", s)
 	}
 }
+
+// While PostgreSQL cannot be asked, Pin checks bytes against the outage copy:
+// equal hashes pass, different ones are the usual integrity failure, and a file
+// the copy lacks is refused with 503 rather than served unpinned. Since reads
+// what a copy has not seen yet.
+func TestPinDuringOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, url := pgtest.NewPool(t)
+	l := New(pool, WithLogger(quiet))
+	pinned, err := l.Pin(ctx, "corp.example/x", "v1.0.0", Zip, hashA, "git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Pin(ctx, "corp.example/x", "v1.1.0", Mod, hashB, "git"); err != nil {
+		t.Fatal(err)
+	}
+	since, err := l.Since(ctx, 1, 10)
+	if err != nil || len(since) != 1 || since[0].Version != "v1.1.0" || since[0].Seq != 2 {
+		t.Fatalf("Since(1) = %+v, %v; want the v1.1.0 pin alone", since, err)
+	}
+
+	copyOf := map[string]Entry{"corp.example/x@v1.0.0/zip": pinned}
+	var mismatches int
+	down := pgtest.Pool(t, url)
+	down.Close() // every query now fails as with PostgreSQL gone
+	other := New(down, WithLogger(quiet), WithOnMismatch(func(*Mismatch) { mismatches++ }),
+		WithOutageCopy(func(m, v, f string) (Entry, bool) { e, ok := copyOf[m+"@"+v+"/"+f]; return e, ok }))
+
+	tests := []struct {
+		name, version, file, hash string
+		wantKind                  error
+		wantMsg                   string
+	}{
+		{name: "ok/pinned", version: "v1.0.0", file: Zip, hash: hashA},
+		{name: "fail/changed-bytes", version: "v1.0.0", file: Zip, hash: hashB, wantKind: derrors.Integrity, wantMsg: hashA},
+		{name: "fail/never-served", version: "v1.2.0", file: Zip, hash: hashA, wantKind: derrors.Unavailable,
+			wantMsg: "cannot serve corp.example/x@v1.2.0 now: it was never served before and modgate's database is unreachable to pin it; try again when it is back"},
+		{name: "fail/file-never-served", version: "v1.0.0", file: Mod, hash: hashA, wantKind: derrors.Unavailable, wantMsg: "never served before"},
+	}
+	for _, tt := range tests {
+		_, err := other.Pin(ctx, "corp.example/x", tt.version, tt.file, tt.hash, "git")
+		switch {
+		case tt.wantKind == nil && err != nil:
+			t.Errorf("%s: Pin = %v, want nil", tt.name, err)
+		case tt.wantKind != nil && (!errors.Is(err, tt.wantKind) || !strings.Contains(derrors.PublicMessage(err), tt.wantMsg)):
+			t.Errorf("%s: Pin = %v, want %v saying %q", tt.name, err, tt.wantKind, tt.wantMsg)
+		}
+	}
+	if mismatches != 1 {
+		t.Errorf("%d mismatches reported, want 1", mismatches)
+	}
+	// Nothing was pinned during the outage.
+	all, err := l.All(ctx)
+	if err != nil || len(all) != 2 {
+		t.Errorf("ledger after the outage: %d pins (%v), want 2", len(all), err)
+	}
+}

@@ -161,6 +161,30 @@ func (r *Registry) List(ctx context.Context, modulePath string) (_ []Version, er
 	return out, nil
 }
 
+// All returns every record of every module, deleted ones included, ordered by
+// module and version: what a replica's outage copy (internal/pinstore) keeps
+// to route private versions while PostgreSQL is unreachable.
+func (r *Registry) All(ctx context.Context) (_ []Version, err error) {
+	defer derrors.Wrap(&err, "publish: All")
+	rows, err := r.pool.Query(ctx, `SELECT `+versionColumns+` FROM published_versions ORDER BY module, version`)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	defer rows.Close()
+	var out []Version
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, unavailable(err)
+	}
+	return out, nil
+}
+
 // Publish records c, whose zip is the local file zipFile, as published by
 // publisher. It returns the version's record and Created or Identical, or an
 // error: derrors.Conflict when the version exists with different content,

@@ -187,4 +187,9 @@ func TestPublishLifecycle(t *testing.T) {
 	if err != nil || len(list) != 1 || !list[0].Deleted() {
 		t.Errorf("List = %+v, %v; want the tombstone", list, err)
 	}
+	// All, which a replica's outage copy is refreshed from, has the tombstone too.
+	all, err := r.All(ctx)
+	if err != nil || len(all) != 1 || all[0].Module != mod || !all[0].Deleted() || all[0].DeleteReason != "leaked a credential" {
+		t.Errorf("All = %+v, %v; want the tombstone", all, err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 
@@ -99,27 +100,36 @@ func (p *Published) Info(ctx context.Context, modulePath, rev string) (*Object, 
 	if !goproxy.IsCanonical(rev) {
 		return nil, derrors.New(derrors.NotFound, "%s@%s is not published in modgate", modulePath, rev)
 	}
-	v, err := p.version(ctx, modulePath, rev)
-	if err != nil {
-		return nil, err
-	}
-	return publishedInfo(v)
+	return p.get(ctx, modulePath, rev, goproxy.KindInfo)
 }
 
 func (p *Published) GoMod(ctx context.Context, modulePath, version string) (*Object, error) {
-	v, err := p.version(ctx, modulePath, version)
-	if err != nil {
-		return nil, err
-	}
-	return p.open(ctx, v, v.ModKey)
+	return p.get(ctx, modulePath, version, goproxy.KindMod)
 }
 
 func (p *Published) Zip(ctx context.Context, modulePath, version string) (*Object, error) {
+	return p.get(ctx, modulePath, version, goproxy.KindZip)
+}
+
+func (p *Published) get(ctx context.Context, modulePath, version string, kind goproxy.Kind) (*Object, error) {
 	v, err := p.version(ctx, modulePath, version)
 	if err != nil {
 		return nil, err
 	}
-	return p.open(ctx, v, v.ZipKey)
+	return p.object(ctx, v, kind)
+}
+
+// object is the .info, .mod or .zip of the live version v.
+func (p *Published) object(ctx context.Context, v publish.Version, kind goproxy.Kind) (*Object, error) {
+	switch kind {
+	case goproxy.KindInfo:
+		return publishedInfo(v)
+	case goproxy.KindMod:
+		return p.open(ctx, v, v.ModKey)
+	case goproxy.KindZip:
+		return p.open(ctx, v, v.ZipKey)
+	}
+	return nil, fmt.Errorf("source: unexpected request kind %v for a published version", kind)
 }
 
 func (p *Published) open(ctx context.Context, v publish.Version, key string) (*Object, error) {
@@ -127,8 +137,11 @@ func (p *Published) open(ctx context.Context, v publish.Version, key string) (*O
 	if err != nil {
 		// The row names an object that must exist: it was stored durably before
 		// the row committed. Missing means lost storage, not a missing version.
+		// The cause keeps its text but not its kind: derrors.Status would
+		// find the NotFound inside and answer 404, which tells the go command
+		// the version does not exist.
 		if errors.Is(err, derrors.NotFound) {
-			err = derrors.WithCause(derrors.Unavailable, err, "the stored copy of %s@%s is missing; tell the platform team", v.Module, v.Version)
+			err = derrors.WithCause(derrors.Unavailable, errors.New(err.Error()), "the stored copy of %s@%s is missing; tell the platform team", v.Module, v.Version)
 		}
 		return nil, err
 	}

@@ -37,6 +37,9 @@ type Config struct {
 	// OnIntegrityFailure, when set, is called for every private object refused
 	// because the ledger recorded other bytes for its version (for metrics).
 	OnIntegrityFailure func()
+	// Outage, when set, is read while PostgreSQL is unreachable to route and
+	// check private versions (outage.go).
+	Outage OutageCopy
 }
 
 // Sources answers GOPROXY requests for every route through the cache: public
@@ -146,10 +149,18 @@ func (s *Sources) privateSpec(rt route.Route, req goproxy.Request, spec cache.Sp
 func (s *Sources) privateVersion(ctx context.Context, rt route.Route, req goproxy.Request) (*Object, error) {
 	if s.published != nil {
 		o, err := fetch(ctx, s.published, req)
+		if s.dbDown(err) {
+			return s.duringOutage(ctx, rt, req, err)
+		}
 		if err == nil || !errors.Is(err, derrors.NotFound) {
 			return o, err // served, gone (deleted), or the database is failing
 		}
 	}
+	return s.fromGit(ctx, rt, req)
+}
+
+// fromGit fetches a canonical private version's object from git.
+func (s *Sources) fromGit(ctx context.Context, rt route.Route, req goproxy.Request) (*Object, error) {
 	if rt != route.Git || s.git == nil {
 		return nil, derrors.New(derrors.NotFound, "not found: %s is a private module path and no private source serves it", req.Module)
 	}
@@ -195,7 +206,7 @@ func (s *Sources) Versions(ctx context.Context, rt route.Route, modulePath, escM
 	if rt == route.Git && s.git != nil {
 		versions, gitErr = s.readList(ctx, rt, modulePath, escModule)
 	}
-	records, err := s.published.records(ctx, modulePath)
+	records, err := s.publishedRecords(ctx, modulePath)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +248,7 @@ func (s *Sources) readList(ctx context.Context, rt route.Route, modulePath, escM
 func (s *Sources) Latest(ctx context.Context, rt route.Route, modulePath, escModule string) (goproxy.Info, error) {
 	req := goproxy.Request{Kind: goproxy.KindLatest, Module: modulePath, EscapedModule: escModule}
 	if rt.Private() {
-		records, err := s.published.records(ctx, modulePath)
+		records, err := s.publishedRecords(ctx, modulePath)
 		if err != nil {
 			return goproxy.Info{}, err
 		}
