@@ -114,6 +114,11 @@ func Scenarios() []Scenario {
 			Run:     runDownloadAllTLS,
 		},
 		{
+			Name:    "download-all-cold",
+			Summary: "go mod download all of the graph through an empty modgate vs straight from its upstream (10 ms per upstream answer)",
+			Run:     runDownloadAllCold,
+		},
+		{
 			Name:    "cold-storm",
 			Summary: "200 concurrent requests for one uncached 50 MB zip over a 20 ms upstream: upstream fetches, time to first byte",
 			Run:     runColdStorm,

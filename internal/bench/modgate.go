@@ -34,11 +34,16 @@ type modgateProc struct {
 // empty cache in cacheDir, its JSON log going to logPath, and waits until it
 // listens.
 func startModgate(ctx context.Context, bin, upstream, cacheDir, logPath string, extraArgs ...string) (*modgateProc, error) {
+	return startModgateConfig(ctx, bin, benchConfig, upstream, cacheDir, logPath, extraArgs...)
+}
+
+// startModgateConfig is startModgate with config as the configuration file.
+func startModgateConfig(ctx context.Context, bin, config, upstream, cacheDir, logPath string, extraArgs ...string) (*modgateProc, error) {
 	// Anonymous callers on loopback, with the repository's policy deciding every
 	// request: the proxy path with policy on. The warm scenarios add TLS, tokens
 	// and audit (startSecureModgate).
 	cfgPath := filepath.Join(filepath.Dir(logPath), "modgate-bench.yaml")
-	if err := os.WriteFile(cfgPath, []byte(benchConfig), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	args := append([]string{"serve", "--config", cfgPath, "--listen", "127.0.0.1:0", "--cache-dir", cacheDir, "--upstream", upstream, "--anonymous"}, extraArgs...)

@@ -24,8 +24,11 @@ type fileUpstream struct {
 	latency  time.Duration
 	requests atomic.Int64
 	notFound atomic.Int64
-	srv      *http.Server
-	done     chan struct{}
+	// sumdb, when set, answers /sumdb/<name>/... as a mirror does for the go
+	// command and for modgate's verification (see serveSumDB).
+	sumdb atomic.Pointer[mountedSumDB]
+	srv   *http.Server
+	done  chan struct{}
 }
 
 // startFileUpstream serves dir on a loopback port until Close.
@@ -64,6 +67,14 @@ func (u *fileUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	if db := u.sumdb.Load(); db != nil {
+		if rest, ok := strings.CutPrefix(r.URL.Path, db.prefix); ok {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = "/" + rest
+			db.handler.ServeHTTP(w, r2)
+			return
+		}
+	}
 	name := strings.TrimPrefix(r.URL.Path, "/")
 	f, err := u.root.Open(name) // os.Root refuses paths that escape the tree
 	if err != nil {
@@ -79,6 +90,17 @@ func (u *fileUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.ServeContent(w, r, "", info.ModTime(), f)
+}
+
+type mountedSumDB struct {
+	prefix  string // "/sumdb/<name>/"
+	handler http.Handler
+}
+
+// mountSumDB serves a checksum database's protocol (paths relative to its root)
+// under /sumdb/<name>/, behind the same latency as every other answer.
+func (u *fileUpstream) mountSumDB(name string, h http.Handler) {
+	u.sumdb.Store(&mountedSumDB{prefix: "/sumdb/" + name + "/", handler: h})
 }
 
 // Requests returns how many requests the upstream has received.

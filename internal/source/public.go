@@ -111,6 +111,7 @@ func (p *Public) verified(req goproxy.Request, spec cache.Spec) cache.Spec {
 	// so mirror needs no lock.
 	var mirror string
 	spec.Fetch = func(ctx context.Context) (*cache.Fetched, error) {
+		p.verifier.Prefetch(mod)
 		o, err := fetchObj(ctx)
 		if o != nil {
 			mirror = o.Source

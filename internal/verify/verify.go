@@ -205,6 +205,15 @@ func (v *Verifier) check(path, version, lookupVers, got string) error {
 	return e
 }
 
+// Prefetch starts the database lookup of mod in the background, so that it runs
+// while the caller fetches the object itself: the check that follows finds the
+// answer in the client's memory (concurrent lookups of one record share one
+// request) instead of adding the database's round trips after the transfer. A
+// failed prefetch costs nothing but the attempt; the check asks again.
+func (v *Verifier) Prefetch(mod module.Version) {
+	go v.lookup(mod.Path, mod.Version)
+}
+
 // lookup asks the client, replacing it after an initialisation failure (a
 // transient remote or storage error would otherwise stick for the process's life).
 func (v *Verifier) lookup(path, vers string) ([]string, error) {

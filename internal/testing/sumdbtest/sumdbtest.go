@@ -55,22 +55,51 @@ type DB struct {
 // The signing key is derived from name, so a given name always has the same Key.
 func New(t testing.TB, name string, modules []proxytest.Module) *DB {
 	t.Helper()
-	var seed [32]byte
-	copy(seed[:], "modgate sumdbtest "+name)
-	skey, vkey, err := note.GenerateKey(rand.NewChaCha8(seed), name)
+	db, err := FromRecords(name, nil)
 	if err != nil {
-		t.Fatalf("sumdbtest: generate key: %v", err)
+		t.Fatal(err)
 	}
-	signer, err := note.NewSigner(skey)
-	if err != nil {
-		t.Fatalf("sumdbtest: signer: %v", err)
-	}
-	db := &DB{name: name, signer: signer, key: vkey, ids: make(map[string]int64), sums: make(map[string][2]string)}
-	db.handler = sumdb.NewServer(ops{db})
 	if err := db.Add(modules...); err != nil {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// A Record is what the database vouches for about one module version: the h1:
+// hashes of its zip and of its go.mod, as a go.sum file holds them.
+type Record struct {
+	Path, Version string
+	Sum, GoModSum string
+}
+
+// FromRecords builds a database named name holding records, in the order given;
+// it is New for callers that have hashes (a go.sum file) rather than modules.
+func FromRecords(name string, records []Record) (*DB, error) {
+	var seed [32]byte
+	copy(seed[:], "modgate sumdbtest "+name)
+	skey, vkey, err := note.GenerateKey(rand.NewChaCha8(seed), name)
+	if err != nil {
+		return nil, fmt.Errorf("sumdbtest: generate key: %w", err)
+	}
+	signer, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, fmt.Errorf("sumdbtest: signer: %w", err)
+	}
+	db := &DB{name: name, signer: signer, key: vkey, ids: make(map[string]int64), sums: make(map[string][2]string)}
+	db.handler = sumdb.NewServer(ops{db})
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	for _, r := range records {
+		key := r.Path + "@" + r.Version
+		if _, ok := db.ids[key]; ok {
+			continue
+		}
+		if err := db.appendLocked(key, r.Sum, r.GoModSum); err != nil {
+			return nil, err
+		}
+		db.sums[key] = [2]string{r.Sum, r.GoModSum}
+	}
+	return db, nil
 }
 
 // Mount builds a database over every module upstream serves (New) and mounts
