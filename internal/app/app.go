@@ -40,13 +40,15 @@ import (
 
 // App is a configured modgate.
 type App struct {
-	cfg    config.Config
-	log    *slog.Logger
-	pool   *pgxpool.Pool
-	server *server.Server
-	core   *Core
-	policy *policy.Engine
-	audit  *audit.Writer
+	cfg  config.Config
+	log  *slog.Logger
+	pool *pgxpool.Pool
+	// auditPool is the audit writer's, without statement timeout.
+	auditPool *pgxpool.Pool
+	server    *server.Server
+	core      *Core
+	policy    *policy.Engine
+	audit     *audit.Writer
 	// dbMonitor and tokens feed readiness (degraded.go); nil without a database.
 	dbMonitor *database.Monitor
 	tokens    *tokens.Store
@@ -69,11 +71,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		return nil, err
 	}
 	if dbURL != "" {
-		a.pool, err = database.Open(ctx, dbURL)
+		// The requests' pool: a statement slower than statement_timeout is
+		// cancelled and its request answers 503 rather than wait.
+		a.pool, err = database.Open(ctx, dbURL, database.WithStatementTimeout(cfg.Database.StatementTimeout.D()))
 		if err != nil {
 			return nil, fmt.Errorf("app: %w", err)
 		}
 		a.closers = append(a.closers, a.pool.Close)
+		// The audit writer's own few connections, without the timeout: its
+		// COPY of a batch and its partition maintenance must finish however
+		// slow the database is (the spool holds events meanwhile), and they
+		// must not take the requests' connections.
+		a.auditPool, err = database.Open(ctx, dbURL, database.WithMaxConns(auditConns))
+		if err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		a.closers = append(a.closers, a.auditPool.Close)
 		if cfg.Database.Migrate {
 			applied, err := database.Migrate(ctx, a.pool)
 			if err != nil {
@@ -139,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			SpoolDir:      cfg.AuditSpoolDir(),
 			MaxSpoolBytes: cfg.Audit.MaxSpoolBytes,
 			Retention:     cfg.Audit.Retention.D(),
-		}, a.pool, log, reg)
+		}, a.auditPool, log, reg)
 		if err != nil {
 			return nil, fmt.Errorf("app: audit: %w", err)
 		}
@@ -256,6 +269,10 @@ func (a *App) startMirrorSync(reg prometheus.Registerer) {
 	go func() { sched.Run(ctx); close(done) }()
 	a.closers = append(a.closers, func() { stop(); <-done })
 }
+
+// auditConns bounds the audit writer's PostgreSQL connections: one ships the
+// spool, one maintains partitions, one spare for the writer without a spool.
+const auditConns = 3
 
 // fillLockConns bounds the PostgreSQL connections one replica holds for fill locks,
 // and so the number of distinct objects it fetches at once; more wait their turn.

@@ -291,6 +291,12 @@ type Database struct {
 	URLFile string `yaml:"url_file"`
 	// Migrate applies pending migrations at start-up.
 	Migrate bool `yaml:"migrate"`
+	// StatementTimeout bounds every statement of the requests' connections
+	// (PostgreSQL's statement_timeout), so a slow database makes a request
+	// answer 503 instead of wait; 0 leaves the server's setting. Migrations,
+	// the audit writer, the revocation listener and the fill lock's
+	// connections run without it.
+	StatementTimeout Duration `yaml:"statement_timeout"`
 }
 
 // DatabaseURL resolves the database URL from url, url_file or the environment;
@@ -539,7 +545,7 @@ func Defaults() Config {
 			FailureBurst:         20,
 			FailureRefill:        Duration(6 * time.Second),
 		},
-		Database: Database{Migrate: true},
+		Database: Database{Migrate: true, StatementTimeout: Duration(10 * time.Second)},
 		Private:  Private{Refresh: Duration(10 * time.Second), GitTimeout: Duration(5 * time.Minute), PinCopyRefresh: Duration(30 * time.Second)},
 		Console:  Console{Enabled: true, SessionTTL: Duration(8 * time.Hour)},
 		Policy:   Policy{Dir: "policy", WatchInterval: Duration(time.Second)},
@@ -667,6 +673,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Database.URL != "" && c.Database.URLFile != "" {
 		errs = append(errs, "database.url and database.url_file: set one, not both")
+	}
+	if st := c.Database.StatementTimeout.D(); st != 0 && st < 100*time.Millisecond {
+		errs = append(errs, "database.statement_timeout must be 0 (off) or at least 100ms")
 	}
 	if c.Upstream.Proxies != "" && len(c.Upstream.Mirrors) > 0 {
 		errs = append(errs, "upstream.proxies and upstream.mirrors: set proxies or mirrors, not both")

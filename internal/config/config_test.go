@@ -39,6 +39,18 @@ func TestLoad(t *testing.T) {
 				t.Errorf("ttl = %v / %v", c.Cache.ListTTL.D(), c.Cache.NegativeTTL.D())
 			}
 		}},
+		{name: "ok/statement-timeout-default", yaml: "", check: func(t *testing.T, c Config) {
+			if c.Database.StatementTimeout.D() != 10*time.Second {
+				t.Errorf("database.statement_timeout = %v, want 10s", c.Database.StatementTimeout.D())
+			}
+		}},
+		{name: "ok/statement-timeout-off", yaml: "database:\n  statement_timeout: 0s\n", check: func(t *testing.T, c Config) {
+			if c.Database.StatementTimeout.D() != 0 {
+				t.Errorf("database.statement_timeout = %v, want 0", c.Database.StatementTimeout.D())
+			}
+		}},
+		{name: "fail/statement-timeout-tiny", yaml: "database:\n  statement_timeout: 10ms\n", wantErr: "database.statement_timeout must be 0 (off) or at least 100ms"},
+		{name: "fail/statement-timeout-negative", yaml: "database:\n  statement_timeout: -1s\n", wantErr: "database.statement_timeout must be 0 (off) or at least 100ms"},
 		{name: "fail/unknown-key", yaml: "cache:\n  ttl: 5m\n", wantErr: "line 2: unknown key cache.ttl"},
 		{name: "fail/bad-duration", yaml: "cache:\n  list_ttl: five\n", wantErr: `line 2: cache.list_ttl: invalid duration "five" (want e.g. 30s, 5m)`},
 		{name: "fail/list-for-string", yaml: "log:\n  level:\n    - info\n", wantErr: "line 3: log.level: want a string, got a list"},

@@ -25,13 +25,44 @@ import (
 	"github.com/modgate/modgate/migrations"
 )
 
+// Option configures a pool Open returns.
+type Option func(*pgxpool.Config)
+
+// WithStatementTimeout sets PostgreSQL's statement_timeout on every connection
+// of the pool (a startup parameter, so it costs no statement): a statement
+// running longer is cancelled with SQLSTATE 57014 (see TimedOut). d <= 0 leaves
+// the server's setting. Use it for the pool requests use, never for work that
+// must wait as long as it takes (migrations, the audit writer's COPY).
+func WithStatementTimeout(d time.Duration) Option {
+	return func(c *pgxpool.Config) {
+		if d > 0 {
+			c.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+		}
+	}
+}
+
+// WithMaxConns caps the pool's connections.
+func WithMaxConns(n int32) Option {
+	return func(c *pgxpool.Config) {
+		if n > 0 {
+			c.MaxConns = n
+		}
+	}
+}
+
 // Open connects to url, checks the server answers, and returns the pool.
-func Open(ctx context.Context, url string) (_ *pgxpool.Pool, err error) {
+func Open(ctx context.Context, url string, opts ...Option) (_ *pgxpool.Pool, err error) {
 	defer derrors.Wrap(&err, "database.Open")
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The parse error may quote the URL and its password; keep only the kind.
 		return nil, fmt.Errorf("invalid database URL")
+	}
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -121,6 +152,13 @@ func MigrateFS(ctx context.Context, conn *pgx.Conn, fsys fs.FS) (applied []strin
 	if err != nil {
 		return nil, err
 	}
+	// Migrations take as long as they take, and so does waiting for another
+	// replica's: no statement timeout for this session, whatever the pool's
+	// (RESET restores the connection's own setting before it goes back).
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
+		return nil, fmt.Errorf("lifting the statement timeout: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "RESET statement_timeout") //nolint:errcheck // a failed RESET leaves a connection without timeout, no worse
 	// A session lock, released before returning: a crash drops the connection and with it the lock.
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(advisoryKey)); err != nil {
 		return nil, fmt.Errorf("taking migration lock: %w", err)

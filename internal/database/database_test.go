@@ -2,11 +2,14 @@ package database_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/modgate/modgate/internal/database"
+	"github.com/modgate/modgate/internal/derrors"
 	"github.com/modgate/modgate/internal/testing/pgtest"
 )
 
@@ -84,5 +87,42 @@ func TestEmbeddedMigrationsLoad(t *testing.T) {
 	}
 	if len(ms) == 0 || ms[0].Version != 1 {
 		t.Fatalf("database.Load() = %d migrations, want 0001 first", len(ms))
+	}
+}
+
+// A pool opened with a statement timeout cancels a slow statement with an error
+// TimedOut recognises and MarkUnavailable turns into a one-line 503; migrations
+// on the same pool run without the timeout, which the connection has again
+// afterwards.
+func TestStatementTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := database.Open(ctx, pgtest.NewDatabase(t), database.WithStatementTimeout(200*time.Millisecond), database.WithMaxConns(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	_, err = pool.Exec(ctx, "SELECT pg_sleep(2)")
+	if !database.TimedOut(err) || !database.Unreachable(err) {
+		t.Fatalf("slow statement: %v; want a statement timeout", err)
+	}
+	database.MarkUnavailable(&err, "cannot publish %s@%s now (nothing was stored)", "corp.test/m", "v1.0.0")
+	want := "cannot publish corp.test/m@v1.0.0 now (nothing was stored): modgate's database did not answer in time; try again"
+	if derrors.Status(err) != http.StatusServiceUnavailable || derrors.PublicMessage(err) != want {
+		t.Errorf("timed out: %d %q, want 503 %q", derrors.Status(err), derrors.PublicMessage(err), want)
+	}
+
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	slow := fstest.MapFS{"9101_slow.sql": {Data: []byte("SELECT pg_sleep(0.5); CREATE TABLE slow_a (x int);")}}
+	if got, err := database.MigrateFS(ctx, conn.Conn(), slow); err != nil || len(got) != 1 {
+		t.Fatalf("slow migration on a pool with a statement timeout: %v, %v", got, err)
+	}
+	var setting string
+	if err := conn.QueryRow(ctx, "SHOW statement_timeout").Scan(&setting); err != nil || setting != "200ms" {
+		t.Errorf("statement_timeout after migrating = %q (%v), want 200ms", setting, err)
 	}
 }

@@ -39,15 +39,35 @@ func Unreachable(err error) bool {
 		strings.Contains(err.Error(), "closed pool")
 }
 
+// TimedOut reports whether err is PostgreSQL cancelling a statement that ran
+// past its statement_timeout (SQLSTATE 57014, query_canceled): the database is
+// there but too slow, and the statement had no effect. Unreachable is true for
+// it too.
+func TimedOut(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "57014"
+}
+
+// Why is the public reason for an error Unreachable accepts: the database did
+// not answer in time (TimedOut), or could not be reached.
+func Why(err error) string {
+	if TimedOut(err) {
+		return "modgate's database did not answer in time; try again"
+	}
+	return "modgate's database is unreachable; try again when it is back"
+}
+
 // MarkUnavailable turns *errp, if it says PostgreSQL could not be asked, into a
 // 503 whose one public line is "<doing>: modgate's database is unreachable; try
-// again when it is back", keeping the cause for the log. Use it deferred in
-// every operation that cannot work without the database:
+// again when it is back" (or "... did not answer in time; try again" for a
+// statement cancelled by statement_timeout), keeping the cause for the log. It
+// is where database failures become statuses; use it deferred in every
+// operation that cannot work without the database:
 //
 //	defer database.MarkUnavailable(&err, "cannot publish %s@%s now", mod, v)
 func MarkUnavailable(errp *error, doing string, args ...any) {
 	if !Unreachable(*errp) {
 		return
 	}
-	*errp = derrors.WithCause(derrors.Unavailable, *errp, "%s: modgate's database is unreachable; try again when it is back", fmt.Sprintf(doing, args...))
+	*errp = derrors.WithCause(derrors.Unavailable, *errp, "%s: %s", fmt.Sprintf(doing, args...), Why(*errp))
 }

@@ -2,15 +2,16 @@ package e2e
 
 import (
 	"bytes"
-	"net/http"
-
 	"context"
-	"github.com/modgate/modgate/internal/publish"
+	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 )
@@ -214,5 +215,71 @@ func TestPostgresSlowPublishAbandoned(t *testing.T) {
 	}
 	if env.rows(t, mod) != 1 {
 		t.Errorf("no row after the repeated publish")
+	}
+}
+
+// PostgreSQL slow with database.statement_timeout set: a publish while its
+// table is locked is cancelled by PostgreSQL after the timeout and answers 503
+// with one line saying so, stores nothing (no row, no object, no scratch file),
+// and the same publish succeeds once the lock goes. The audit trail, locked
+// too, records both attempts afterwards: the audit writer's connections have no
+// statement timeout and wait.
+func TestPostgresSlowPublishTimesOut(t *testing.T) {
+	const timeout = time.Second
+	env := startPublishEnv(t, func(c *config.Config) { c.Database.StatementTimeout = config.Duration(timeout) })
+	ctx := context.Background()
+	conn, err := env.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE audit_events, published_versions IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	const mod = "corp.test/timeout"
+	zipBytes := moduleZip(t, mod, "v1.0.0", mod, "t.go")
+	start := time.Now()
+	status, body := env.put(t, env.token("alice", "platform"), mod, "v1.0.0", zipBytes)
+	took := time.Since(start)
+	want := "cannot publish corp.test/timeout@v1.0.0 now (nothing was stored): modgate's database did not answer in time; try again\n"
+	if status != http.StatusServiceUnavailable || body != want {
+		t.Fatalf("publish with its table locked: %d %q, want 503 %q", status, body, want)
+	}
+	if took < timeout || took > 15*timeout {
+		t.Errorf("publish answered after %v; want about the statement timeout, %v", took, timeout)
+	}
+	t.Logf("publish with its table locked: %d %q after %v", status, strings.TrimSpace(body), took)
+	for _, o := range env.objects(t) {
+		if strings.HasPrefix(o, ".tmp/") || strings.Contains(o, "timeout") {
+			t.Errorf("timed-out publish left %s", o)
+		}
+	}
+
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := env.rows(t, mod); n != 0 {
+		t.Fatalf("timed-out publish left %d rows", n)
+	}
+	if status, body := env.put(t, env.token("alice", "platform"), mod, "v1.0.0", zipBytes); status != http.StatusCreated {
+		t.Fatalf("publish after the lock went: %d %q, want 201", status, body)
+	}
+	if n := env.rows(t, mod); n != 1 {
+		t.Errorf("rows after the publish = %d, want 1", n)
+	}
+	where := "action = 'publish' AND module = '" + mod + "'"
+	deadline := time.Now().Add(60 * time.Second)
+	for countRows(t, env.pool, where) < 2 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, st := range []int{503, 201} {
+		if n := countRows(t, env.pool, fmt.Sprintf("%s AND status = %d", where, st)); n != 1 {
+			t.Errorf("audit rows of the publish answered %d = %d, want 1", st, n)
+		}
 	}
 }

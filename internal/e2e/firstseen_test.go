@@ -65,6 +65,17 @@ func TestCooldownFromFirstSight(t *testing.T) {
 			t.Errorf("first sight recorded as %v, want about now", first)
 		}
 	})
+	// Lists count from the first sight alone, all of a list's in one
+	// statement: the version first seen long ago is listed, the backdated one
+	// (first seen by the test above) is not, whatever its .info Time says.
+	t.Run("ok/list-by-first-sight", func(t *testing.T) {
+		for mod, want := range map[string]string{seen: seen + " v1.0.0", backdated: backdated} {
+			stdout, stderr, err := goAs(t).Run("", "list", "-m", "-versions", mod)
+			if err != nil || strings.TrimSpace(stdout) != want {
+				t.Errorf("go list -m -versions %s = %q, %v; want %q\n%s", mod, stdout, err, want, stderr)
+			}
+		}
+	})
 	t.Run("ok/first-seen-long-ago-allowed", func(t *testing.T) {
 		if _, stderr, err := goAs(t).Run("", "mod", "download", seen+"@v1.0.0"); err != nil {
 			t.Fatalf("go mod download %s@v1.0.0: %v\n%s", seen, err, stderr)

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/modgate/modgate/internal/auth"
+	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/publish"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/oidctest"
@@ -55,7 +56,7 @@ type publishEnv struct {
 
 const publishMaxZip = 256 << 10
 
-func startPublishEnv(t *testing.T) *publishEnv {
+func startPublishEnv(t *testing.T, configure ...func(*config.Config)) *publishEnv {
 	t.Helper()
 	upstream := proxytest.NewServer(t, proxytest.StandardModules()...)
 	idp := oidctest.Start(t)
@@ -71,6 +72,9 @@ func startPublishEnv(t *testing.T) *publishEnv {
 		TeamPrefix: "team-", HTTPClient: idp.HTTPClient(),
 	}
 	cfg.Policy.Dir = copyPolicy(t, map[string]string{"data.yaml": publishPolicyData})
+	for _, f := range configure {
+		f(&cfg)
+	}
 	return &publishEnv{
 		url: startApp(t, cfg), cacheDir: cfg.Cache.Dir, caFile: p.CAFile, pool: pool,
 		idp: idp, upstream: upstream, http: clientTrusting(t, p.CAFile),

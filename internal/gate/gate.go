@@ -22,7 +22,7 @@ import (
 // Policy decides who may do what; *policy.Engine implements it.
 type Policy interface {
 	Decide(ctx context.Context, in policy.Input) (policy.Decision, error)
-	FilterVersions(ctx context.Context, in policy.Input, versions []string, timeOf func(string) string) ([]string, error)
+	FilterVersions(ctx context.Context, in policy.Input, versions []string, timeOf func(i int) string) ([]string, error)
 	NeedsVersionTime() bool
 }
 
@@ -33,7 +33,7 @@ type AllowAll struct{}
 func (AllowAll) Decide(context.Context, policy.Input) (policy.Decision, error) {
 	return policy.Decision{Allow: true, Revision: "none"}, nil
 }
-func (AllowAll) FilterVersions(_ context.Context, _ policy.Input, v []string, _ func(string) string) ([]string, error) {
+func (AllowAll) FilterVersions(_ context.Context, _ policy.Input, v []string, _ func(int) string) ([]string, error) {
 	return v, nil
 }
 func (AllowAll) NeedsVersionTime() bool { return false }
@@ -46,10 +46,12 @@ type Sources interface {
 }
 
 // FirstSeen answers when modgate first saw a public version from upstream
-// (internal/firstseen), recording now if it never has; ok false when it cannot
-// tell.
+// (internal/firstseen), recording now if it never has: FirstSeen for one
+// version (ok false when it cannot tell), Batch for a whole list at the cost of
+// one database statement (times[i] is versions[i]'s, zero where it cannot tell).
 type FirstSeen interface {
 	FirstSeen(ctx context.Context, module, version string) (t time.Time, ok bool)
+	Batch(ctx context.Context, module string, versions []string) (times []time.Time, err error)
 }
 
 // Gate decides requests. Safe for concurrent use.
@@ -212,12 +214,55 @@ func (g *Gate) age(ctx context.Context, rt route.Route, mod, version string, inf
 // FilterVersions returns the versions the caller of an allowed list request may
 // pull, so `go get m@latest` picks an allowed version instead of failing on a
 // denied one.
+//
+// With the cool-down on, the age of a public version in a list counts from
+// modgate's first sight of it alone, all of the list's first sights recorded and
+// read in one database statement: no .info is read per listed version (a list
+// may have hundreds of thousands). A version first seen now is young whatever
+// its .info Time, since an honest .info Time is never later than the first
+// sight; so the list's decision agrees with the download's, which counts from
+// the later of the two, except for a version whose .info Time is dated after
+// its first sight (see docs/policy.md). While the database cannot be reached,
+// a version whose first sight is not in memory is held out of the list, as if
+// first seen now: the list stays bounded and never shows what a download would
+// refuse. Private versions (no first sight; a git or published source) keep
+// their .info Time, read per version.
 func (g *Gate) FilterVersions(ctx context.Context, req Request, rt route.Route, versions []string) ([]string, error) {
-	var timeOf func(string) string
-	if g.src != nil && g.policy.NeedsVersionTime() {
-		timeOf = func(v string) string { return g.versionTime(ctx, rt, req.Module, req.EscapedModule, v) }
+	in := g.input(req, policy.ActionList, rt)
+	if g.src == nil || !g.policy.NeedsVersionTime() {
+		return g.policy.FilterVersions(ctx, in, versions, nil)
 	}
-	return g.policy.FilterVersions(ctx, g.input(req, policy.ActionList, rt), versions, timeOf)
+	if g.seen == nil || rt.Private() {
+		return g.policy.FilterVersions(ctx, in, versions, func(i int) string {
+			return g.versionTime(ctx, rt, req.Module, req.EscapedModule, versions[i])
+		})
+	}
+	// Refuse an oversized list before recording anything of it.
+	if err := policy.CheckListLength(req.Module, len(versions)); err != nil {
+		return nil, err
+	}
+	// The error (the database is unreachable) is logged by the store; the
+	// versions it could not tell are zero, held below.
+	times, _ := g.seen.Batch(ctx, req.Module, versions)
+	now := time.Now().UTC().Format(time.RFC3339)
+	// A long list shares few first-sight times (one statement records a
+	// list's new versions at one time), so each second is formatted once, up
+	// to a bound.
+	formatted := make(map[int64]string)
+	return g.policy.FilterVersions(ctx, in, versions, func(i int) string {
+		t := times[i]
+		if t.IsZero() {
+			return now
+		}
+		s, ok := formatted[t.Unix()]
+		if !ok {
+			s = t.UTC().Format(time.RFC3339)
+			if len(formatted) < 4096 {
+				formatted[t.Unix()] = s
+			}
+		}
+		return s
+	})
 }
 
 // Latest decides which version an allowed @latest request answers: the source's

@@ -39,7 +39,7 @@ func (p *ownerPolicy) Decide(_ context.Context, in policy.Input) (policy.Decisio
 	return policy.Decision{Allow: true, ID: id, Revision: "r"}, nil
 }
 
-func (p *ownerPolicy) FilterVersions(ctx context.Context, in policy.Input, vs []string, _ func(string) string) ([]string, error) {
+func (p *ownerPolicy) FilterVersions(ctx context.Context, in policy.Input, vs []string, _ func(int) string) ([]string, error) {
 	var out []string
 	for _, v := range vs {
 		in.Version = v
@@ -171,6 +171,14 @@ type fakeFirstSeen struct {
 func (f *fakeFirstSeen) FirstSeen(_ context.Context, mod, version string) (time.Time, bool) {
 	f.asked = append(f.asked, mod+"@"+version)
 	return f.t, f.ok
+}
+
+func (f *fakeFirstSeen) Batch(ctx context.Context, mod string, versions []string) ([]time.Time, error) {
+	times := make([]time.Time, len(versions))
+	for i, v := range versions {
+		times[i], _ = f.FirstSeen(ctx, mod, v)
+	}
+	return times, nil
 }
 
 // A version's age runs from the later of its .info Time and modgate's first

@@ -154,7 +154,7 @@ func BenchmarkFilterVersions(b *testing.B) {
 	for i := range versions {
 		versions[i] = fmt.Sprintf("v1.%d.0", i)
 	}
-	timeOf := func(string) string { return "2026-01-02T03:04:05Z" }
+	timeOf := func(int) string { return "2026-01-02T03:04:05Z" }
 	for _, cache := range []string{"hit", "miss"} {
 		b.Run(cache, func(b *testing.B) {
 			opts := Options{}

@@ -192,8 +192,9 @@ func Load(ctx context.Context, dir string, opts Options) (*Engine, error) {
 }
 
 // NeedsVersionTime reports whether decisions in force depend on Input.VersionTime
-// (the cool-down is enabled). Finding a version's time costs an .info lookup, and
-// for list filtering one per version, so callers fill it in only when this is true.
+// (the cool-down is enabled). Finding a version's time costs an .info lookup or
+// a database row, and for a list a database statement, so callers fill it in
+// only when this is true.
 func (e *Engine) NeedsVersionTime() bool { return e.current.Load().versionTime }
 
 // Revision returns the revision of the policy in force.
@@ -395,11 +396,20 @@ func (e *Engine) Decide(ctx context.Context, in Input) (Decision, error) {
 // modgate's memory and CPU.
 const MaxListVersions = 1 << 20
 
+// CheckListLength refuses a version list of module longer than MaxListVersions,
+// before anything is done for its versions.
+func CheckListLength(module string, n int) error {
+	if n > MaxListVersions {
+		return derrors.New(derrors.BadUpstream, "the version list of %s has %d versions, more than the %d modgate filters", module, n, MaxListVersions)
+	}
+	return nil
+}
+
 // FilterVersions returns the versions, in their order, that the caller of in
 // may pull: each is decided as a zip download of that version (so the go
 // command never picks from a list a version it could not download), with
-// timeOf giving its publication time for the cool-down (nil or "" if unknown;
-// asked only when the cool-down is on).
+// timeOf(i) giving the publication time of versions[i] for the cool-down (nil
+// or "" if unknown; asked only when the cool-down is on).
 // It filters only: the server decides the list or latest request itself first,
 // with Decide, to answer 403 when the module is off-limits altogether.
 //
@@ -412,9 +422,9 @@ const MaxListVersions = 1 << 20
 // versions costs a handful of evaluations. (A site rule that reads
 // input.version in another way must make list filtering per version itself; see
 // docs/policy.md.) Lists longer than MaxListVersions are refused.
-func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string, timeOf func(version string) string) ([]string, error) {
-	if len(versions) > MaxListVersions {
-		return nil, derrors.New(derrors.BadUpstream, "the version list of %s has %d versions, more than the %d modgate filters", in.Module, len(versions), MaxListVersions)
+func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string, timeOf func(i int) string) ([]string, error) {
+	if err := CheckListLength(in.Module, len(versions)); err != nil {
+		return nil, err
 	}
 	st := e.current.Load()
 	now := e.now(in.Time)
@@ -429,10 +439,10 @@ func (e *Engine) FilterVersions(ctx context.Context, in Input, versions []string
 	// strings, sparing a time.Parse per version.
 	edge := now.Add(-st.cooldown).Format(time.RFC3339)
 	out := make([]string, 0, len(versions))
-	for _, v := range versions {
+	for i, v := range versions {
 		in.Version, in.VersionTime, in.Advisories, in.Licenses = v, "", nil, nil
 		if timeOf != nil && st.versionTime {
-			in.VersionTime = timeOf(v)
+			in.VersionTime = timeOf(i)
 		}
 		if err := e.facts(ctx, st, &in, true); err != nil {
 			return nil, fmt.Errorf("policy: filtering versions of %s: %w", in.Module, err)

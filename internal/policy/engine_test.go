@@ -359,12 +359,12 @@ settings:
 		"v1.4.0": "2026-11-25T09:00:00Z", // an hour old: cooling down
 	}
 	all := []string{"v1.3.0", "v1.3.1", "v1.3.2", "v1.4.0", "v1.5.0"} // v1.5.0: time unknown
-	timeOf := func(v string) string { return times[v] }
+	timeOf := func(i int) string { return times[all[i]] }
 
 	tests := []struct {
 		name   string
 		in     Input
-		timeOf func(string) string
+		timeOf func(int) string
 		want   []string
 	}{
 		{"ok/deny-list-and-cooldown", pull(member("a", "payments"), ActionList, RoutePublic, "github.com/example/leftpad", ""), timeOf, []string{"v1.3.0", "v1.3.2", "v1.5.0"}},

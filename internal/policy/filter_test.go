@@ -54,7 +54,7 @@ func TestFilterVersionsMatchesPerVersionDecisions(t *testing.T) {
 	ctx := context.Background()
 	for _, mod := range []string{"github.com/example/leftpad", "golang.org/x/text"} {
 		in := pull(member("dev@corp.example", "payments"), ActionList, RoutePublic, mod, "")
-		got, err := e.FilterVersions(ctx, in, versions, func(v string) string { return times[v] })
+		got, err := e.FilterVersions(ctx, in, versions, func(i int) string { return times[versions[i]] })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,8 +110,8 @@ func BenchmarkFilterVersions400k(b *testing.B) {
 	}
 	published := testNow.Add(-100 * time.Hour).Format(time.RFC3339)
 	recent := testNow.Add(-time.Hour).Format(time.RFC3339)
-	timeOf := func(v string) string {
-		if v[len(v)-1] == '7' {
+	timeOf := func(i int) string {
+		if v := versions[i]; v[len(v)-1] == '7' {
 			return recent
 		}
 		return published

@@ -126,7 +126,7 @@ func unavailable(err error) error {
 		return err
 	}
 	if database.Unreachable(err) {
-		return derrors.WithCause(derrors.Unavailable, err, "modgate's database is unreachable; try again when it is back")
+		return derrors.WithCause(derrors.Unavailable, err, "%s", database.Why(err))
 	}
 	return derrors.WithCause(derrors.Unavailable, err, "modgate cannot reach its database or storage right now; try again")
 }
@@ -227,6 +227,12 @@ func (r *Registry) Publish(ctx context.Context, c Checked, zipFile *os.File, pub
 		c.Module, c.Version, c.ZipHash, c.ModHash, c.Size, zipKey, modKey, publisher))
 	if err == nil {
 		return v, Created, nil
+	}
+	if database.TimedOut(err) {
+		// Cancelled by statement_timeout: the insert had no effect. The objects
+		// stay (harmless if unreferenced; they may be a concurrent identical
+		// publish's), the version is not published.
+		return Version{}, 0, dbDown(unavailable(err), "cannot publish %s@%s now (it was not recorded)", c.Module, c.Version)
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		// The row may or may not have committed: leave the objects, which are

@@ -89,6 +89,9 @@ func (s *Store) listenOnce(ctx context.Context) (connected bool, err error) {
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["application_name"] = ListenerApplicationName
+	// The listener's statements are bounded by queryTimeout; the requests'
+	// statement_timeout is theirs.
+	delete(cfg.RuntimeParams, "statement_timeout")
 	cctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
