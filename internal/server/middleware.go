@@ -13,19 +13,45 @@ import (
 	"github.com/modgate/modgate/internal/identity"
 )
 
-type requestIDKey struct{}
+// requestKey carries a request's *recorder in its context.
+type requestKey struct{}
 
 // RequestID returns the request id carried by ctx.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if rec := requestOf(ctx); rec != nil {
+		return rec.requestID
+	}
+	return ""
 }
 
-// withRequestID gives every request an id, taking a well-formed X-Request-Id from a
-// trusted load balancer and otherwise minting one; it is echoed in the response so a
-// developer can quote it to the platform team.
-func (s *Server) withRequestID(next http.Handler) http.Handler {
+// requestOf returns the state of the request whose context is ctx, or nil outside
+// withRequest.
+func requestOf(ctx context.Context) *recorder {
+	rec, _ := ctx.Value(requestKey{}).(*recorder)
+	return rec
+}
+
+// callerOf returns the identity withIdentity established for r, or nil.
+func callerOf(r *http.Request) *identity.Identity {
+	if rec := requestOf(r.Context()); rec != nil {
+		return rec.identity
+	}
+	return nil
+}
+
+// withRequest starts a request's one piece of state, the *recorder: it gives the
+// request an id (a well-formed X-Request-Id from a trusted load balancer, else a
+// new one, echoed in the response so a developer can quote it to the platform
+// team), wraps the ResponseWriter to capture what the handler did, and puts the
+// recorder in the context with the request's only WithContext. Later middleware
+// and handlers fill in the recorder (identity, decision, module) instead of
+// copying the request again. When the handler returns it writes one JSON
+// access-log line, the request metrics and the audit event. A handler that aborts
+// a response (panic(http.ErrAbortHandler), used to cut off a body whose upstream
+// failed) is logged and then re-panicked so net/http resets the connection.
+func (s *Server) withRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
 			var b [12]byte
@@ -33,7 +59,22 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		rec := &recorder{ResponseWriter: w, endpoint: "other", requestID: id}
+		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, rec))
+		aborted := false
+		defer func() {
+			p := recover()
+			if p != nil {
+				aborted = true
+			}
+			d := time.Since(start)
+			s.logRequest(r, rec, d, aborted)
+			s.recordAudit(r, rec, d, aborted)
+			if p != nil {
+				panic(p)
+			}
+		}()
+		next.ServeHTTP(rec, r)
 	})
 }
 
@@ -49,16 +90,20 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// recorder captures what a handler did, for the access log, metrics and audit.
+// recorder is the state of one request: what the middlewares and the handler
+// learnt and did, for the access log, metrics and audit. withRequest makes one per
+// request; it is both the ResponseWriter the handlers write to and the value in
+// the request's context (requestOf).
 type recorder struct {
 	http.ResponseWriter
-	status   int
-	bytes    int64
-	endpoint string
-	err      error  // the error written, if any
-	cache    string // cache result: hit, miss, stale
-	source   string // where the bytes came from
-	identity *identity.Identity
+	requestID string
+	status    int
+	bytes     int64
+	endpoint  string
+	err       error  // the error written, if any
+	cache     string // cache result: hit, miss, stale
+	source    string // where the bytes came from
+	identity  *identity.Identity
 	// What the request was about and how policy answered, for logs and audit.
 	module, version            string
 	decisionID, policyRevision string
@@ -137,31 +182,6 @@ func (s *Server) endpoint(name string, h http.Handler) http.Handler {
 	})
 }
 
-// withLogging writes one JSON access-log line per request and the request metrics.
-// A handler that aborts a response (panic(http.ErrAbortHandler), used to cut off a
-// body whose upstream failed) is logged and then re-panicked so net/http resets the
-// connection.
-func (s *Server) withLogging(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &recorder{ResponseWriter: w, endpoint: "other"}
-		aborted := false
-		defer func() {
-			p := recover()
-			if p != nil {
-				aborted = true
-			}
-			d := time.Since(start)
-			s.logRequest(r, rec, d, aborted)
-			s.recordAudit(r, rec, d, aborted)
-			if p != nil {
-				panic(p)
-			}
-		}()
-		next.ServeHTTP(rec, r)
-	})
-}
-
 func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, aborted bool) {
 	status := rec.status
 	if status == 0 {
@@ -183,7 +203,7 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
-		slog.String("request_id", RequestID(r.Context())),
+		slog.String("request_id", rec.requestID),
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.EscapedPath()),
 		slog.Int("status", status),

@@ -188,7 +188,7 @@ func (s *Server) routes() *mux.Router {
 	// would hide %2e%2e and %00 from the validators.
 	r.SkipClean(true)
 	r.UseEncodedPath()
-	r.Use(s.withWriteDeadline, s.withSecureHeaders, s.withRequestID, s.withLogging)
+	r.Use(s.withWriteDeadline, s.withSecureHeaders, s.withRequest)
 
 	r.Handle("/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz)))
 	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
