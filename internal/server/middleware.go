@@ -58,8 +58,11 @@ func (s *Server) withRequest(next http.Handler) http.Handler {
 			rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		w.Header().Set("X-Request-Id", id)
 		rec := &recorder{ResponseWriter: w, endpoint: "other", requestID: id}
+		rec.requestIDValue[0] = id
+		// A full slice of the recorder's own array: no allocation, and an Add
+		// copies it rather than writing into the array.
+		w.Header()["X-Request-Id"] = rec.requestIDValue[:]
 		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, rec))
 		aborted := false
 		defer func() {
@@ -97,13 +100,18 @@ func validRequestID(id string) bool {
 type recorder struct {
 	http.ResponseWriter
 	requestID string
-	status    int
-	bytes     int64
-	endpoint  string
-	err       error  // the error written, if any
-	cache     string // cache result: hit, miss, stale
-	source    string // where the bytes came from
-	identity  *identity.Identity
+	// requestIDValue and objectValues back response header values that would
+	// otherwise cost a slice each: X-Request-Id, and serveWhole's ETag,
+	// Content-Length and Last-Modified.
+	requestIDValue [1]string
+	objectValues   [3]string
+	status         int
+	bytes          int64
+	endpoint       string
+	err            error  // the error written, if any
+	cache          string // cache result: hit, miss, stale
+	source         string // where the bytes came from
+	identity       *identity.Identity
 	// What the request was about and how policy answered, for logs and audit.
 	module, version            string
 	decisionID, policyRevision string
