@@ -217,6 +217,9 @@ func sourceKey(remoteAddr string) string {
 	if err != nil {
 		return host
 	}
+	if ip.Is4() {
+		return host // ParseAddr takes dotted decimal only in its canonical form
+	}
 	ip = ip.Unmap()
 	if ip.Is4() {
 		return ip.String()

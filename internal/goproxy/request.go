@@ -8,6 +8,7 @@ package goproxy
 import (
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -158,7 +159,7 @@ func ParseRequest(rawPath string) (Request, error) {
 		}
 	}
 
-	mod, err := module.UnescapePath(req.EscapedModule)
+	mod, err := unescapePath(req.EscapedModule)
 	if err != nil {
 		return Request{}, derrors.WithCause(derrors.InvalidArgument, err, "invalid module path %q", printable(req.EscapedModule))
 	}
@@ -170,7 +171,7 @@ func ParseRequest(rawPath string) (Request, error) {
 	if escVersion == "" || strings.Contains(escVersion, "/") {
 		return Request{}, derrors.New(derrors.InvalidArgument, "invalid version %q", printable(escVersion))
 	}
-	v, err := module.UnescapeVersion(escVersion)
+	v, err := unescapeVersion(escVersion)
 	if err != nil {
 		return Request{}, derrors.WithCause(derrors.InvalidArgument, err, "invalid version %q", printable(escVersion))
 	}
@@ -205,3 +206,33 @@ func printable(s string) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// unescapePath and unescapeVersion are module.UnescapePath and
+// module.UnescapeVersion without their copy of the string in the common case of
+// nothing escaped: an escaped form with no '!', no upper-case letter and only
+// ASCII unescapes to itself, so only the validity check remains. Anything else,
+// and every error, goes through x/mod.
+func unescapePath(escaped string) (string, error) {
+	if plainEscaped(escaped) && module.CheckPath(escaped) == nil {
+		return escaped, nil
+	}
+	return module.UnescapePath(escaped)
+}
+
+func unescapeVersion(escaped string) (string, error) {
+	// For a single path element CheckFilePath is UnescapeVersion's own check
+	// (x/mod's checkElem for file paths).
+	if plainEscaped(escaped) && !strings.Contains(escaped, "/") && module.CheckFilePath(escaped) == nil {
+		return escaped, nil
+	}
+	return module.UnescapeVersion(escaped)
+}
+
+func plainEscaped(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || c == '!' || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}

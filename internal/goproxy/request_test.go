@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/mod/module"
+
 	"github.com/modgate/modgate/internal/derrors"
 )
 
@@ -116,6 +118,26 @@ func FuzzParseRequest(f *testing.F) {
 			if elem == "" || elem == "." || elem == ".." {
 				t.Fatalf("ParseRequest(%q) accepted key %q with element %q", p, key, elem)
 			}
+		}
+	})
+}
+
+// FuzzUnescape: the copy-free unescaping answers exactly what x/mod does, for
+// module paths and versions alike.
+func FuzzUnescape(f *testing.F) {
+	for _, s := range []string{"github.com/pkg/errors", "github.com/!azure/go", "github.com/Azure/go", "v1.0.0", "v1.0.0-!r!c1", "v1.0.0-RC1", "..", ".", "a/b", "con", "x.", "é", "a!", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p1, e1 := unescapePath(s)
+		p2, e2 := module.UnescapePath(s)
+		if p1 != p2 || (e1 == nil) != (e2 == nil) || e1 != nil && e1.Error() != e2.Error() {
+			t.Errorf("unescapePath(%q) = %q, %v; x/mod: %q, %v", s, p1, e1, p2, e2)
+		}
+		v1, e1 := unescapeVersion(s)
+		v2, e2 := module.UnescapeVersion(s)
+		if v1 != v2 || (e1 == nil) != (e2 == nil) || e1 != nil && e1.Error() != e2.Error() {
+			t.Errorf("unescapeVersion(%q) = %q, %v; x/mod: %q, %v", s, v1, e1, v2, e2)
 		}
 	})
 }

@@ -2,8 +2,6 @@
 // It is the one type that auth produces and that policy, audit and the server consume.
 package identity
 
-import "context"
-
 // Method says how an identity was established.
 type Method string
 
@@ -26,17 +24,4 @@ type Identity struct {
 	TokenID string
 	// Scopes limits an API token to some actions; empty means unrestricted.
 	Scopes []string
-}
-
-type ctxKey struct{}
-
-// NewContext returns ctx carrying id.
-func NewContext(ctx context.Context, id *Identity) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
-}
-
-// FromContext returns the identity in ctx, or nil.
-func FromContext(ctx context.Context) *Identity {
-	id, _ := ctx.Value(ctxKey{}).(*Identity)
-	return id
 }

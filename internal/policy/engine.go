@@ -151,6 +151,8 @@ type state struct {
 	revision string
 	query    rego.PreparedEvalQuery
 	used     inputField // input fields the policy reads: the cache key
+	// timeDep says which decisions depend on input.time (nil: none do).
+	timeDep *timeDependence
 	// versionTime: decisions depend on the version's publication time, so the
 	// caller must look it up (an .info fetch per version) before deciding.
 	versionTime bool
@@ -277,7 +279,7 @@ func (e *Engine) build(ctx context.Context) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	query, used, err := prepare(ctx, ws, store)
+	query, used, timeDep, err := prepare(ctx, ws, store)
 	if err != nil {
 		return nil, err
 	}
@@ -294,6 +296,7 @@ func (e *Engine) build(ctx context.Context) (*state, error) {
 		revision: ws.revision,
 		query:    query,
 		used:     used,
+		timeDep:  timeDep,
 		versionTime: used&fieldVersionTime != 0 &&
 			ws.data.Settings != nil && ws.data.Settings.Cooldown.Enabled,
 		advisories: used&fieldAdvisories != 0 &&
@@ -336,30 +339,33 @@ func (ws *workspace) compile(policyOnly bool) (*ast.Compiler, map[string]*ast.Mo
 }
 
 // prepare compiles the policy (tests excluded: they are not served) and
-// prepares Query once; every decision reuses it.
-func prepare(ctx context.Context, ws *workspace, store storage.Store) (rego.PreparedEvalQuery, inputField, error) {
+// prepares Query once; every decision reuses it. It also works out which input
+// fields the policy reads and which decisions depend on the time.
+func prepare(ctx context.Context, ws *workspace, store storage.Store) (rego.PreparedEvalQuery, inputField, *timeDependence, error) {
 	// The tests must compile too, or `modgate policy test` would fail on a
 	// policy the server accepted.
 	if _, _, err := ws.compile(false); err != nil {
-		return rego.PreparedEvalQuery{}, 0, err
+		return rego.PreparedEvalQuery{}, 0, nil, err
 	}
 	c, mods, err := ws.compile(true)
 	if err != nil {
-		return rego.PreparedEvalQuery{}, 0, err
+		return rego.PreparedEvalQuery{}, 0, nil, err
 	}
 	ref := ast.MustParseRef(Query)
 	if len(c.GetRulesExact(ref)) == 0 {
-		return rego.PreparedEvalQuery{}, 0, fmt.Errorf("policy: no rule defines %s", Query)
+		return rego.PreparedEvalQuery{}, 0, nil, fmt.Errorf("policy: no rule defines %s", Query)
 	}
+	used := inputFieldsRead(mods)
+	td := analyseTime(c, used)
 	pq, err := rego.New(
-		rego.Query(Query),
+		rego.ParsedQuery(td.query()),
 		rego.Compiler(c),
 		rego.Store(store),
 	).PrepareForEval(ctx)
 	if err != nil {
-		return rego.PreparedEvalQuery{}, 0, fmt.Errorf("policy: preparing %s: %w", Query, err)
+		return rego.PreparedEvalQuery{}, 0, nil, fmt.Errorf("policy: preparing %s: %w", Query, err)
 	}
-	return pq, inputFieldsRead(mods), nil
+	return pq, used, td, nil
 }
 
 // Decide evaluates the policy for in. An error means the policy could not
@@ -549,27 +555,52 @@ func (e *Engine) decide(ctx context.Context, st *state, in *Input, now time.Time
 	if !slices.IsSorted(in.Scopes) {
 		in.Scopes = slices.Sorted(slices.Values(in.Scopes))
 	}
-	var key string
+	// A decision is cached under its input without the time when it cannot
+	// depend on the time (timedep.go), else with it; a lookup tries both. The
+	// key is built on the stack and only a new entry copies it.
+	var buf [192]byte
+	var key []byte
 	if st.cache != nil {
-		key = in.cacheKey(st.used, now)
+		key = in.appendCacheKey(buf[:0], st.used)
 		if v, ok := st.cache.get(key); ok {
 			return v.copy(), true, nil
 		}
+		if st.used&fieldTime != 0 {
+			if v, ok := st.cache.get(appendTimeKey(key, now)); ok {
+				return v.copy(), true, nil
+			}
+		}
 	}
+	v, timed, err := st.evaluate(ctx, in.value(now, pathPrefixes(in.Module)))
+	if err != nil {
+		return verdict{}, false, err
+	}
+	if st.cache != nil {
+		if timed {
+			key = appendTimeKey(key, now)
+		}
+		st.cache.put(string(key), v)
+	}
+	return v.copy(), false, nil
+}
+
+// evaluate runs the policy on input; timed reports whether its answer may
+// depend on input.time (timedep.go).
+func (st *state) evaluate(ctx context.Context, input ast.Value) (v verdict, timed bool, err error) {
 	rs, err := st.query.Eval(ctx,
-		rego.EvalParsedInput(in.value(now, pathPrefixes(in.Module))),
+		rego.EvalParsedInput(input),
 		// OPA's per-evaluation metrics are not read: skip allocating them.
 		rego.EvalMetrics(opametrics.NoOp()),
 	)
 	if err != nil {
 		return verdict{}, false, fmt.Errorf("policy: evaluating %s: %w", Query, err)
 	}
-	v, err := parseResult(rs)
-	if err != nil {
-		return verdict{}, false, err
+	if len(rs) > 1 {
+		return verdict{}, false, errors.New("policy: " + Query + " has several values for this input")
 	}
-	st.cache.put(key, v)
-	return v.copy(), false, nil
+	value, timed := st.timeDep.result(rs)
+	v, err = parseResult(value)
+	return v, timed, err
 }
 
 func (v verdict) copy() verdict {
@@ -579,16 +610,13 @@ func (v verdict) copy() verdict {
 
 // parseResult checks the shape of the policy's answer; anything else is a
 // policy bug and fails closed.
-func parseResult(rs rego.ResultSet) (verdict, error) {
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+func parseResult(value any) (verdict, error) {
+	if value == nil {
 		return verdict{}, errors.New("policy: " + Query + " is undefined for this input (a policy bug: it must always decide)")
 	}
-	if len(rs) > 1 {
-		return verdict{}, errors.New("policy: " + Query + " has several values for this input")
-	}
-	obj, ok := rs[0].Expressions[0].Value.(map[string]any)
+	obj, ok := value.(map[string]any)
 	if !ok {
-		return verdict{}, fmt.Errorf("policy: %s is %T, not an object", Query, rs[0].Expressions[0].Value)
+		return verdict{}, fmt.Errorf("policy: %s is %T, not an object", Query, value)
 	}
 	allow, ok := obj["allow"].(bool)
 	if !ok {

@@ -288,17 +288,19 @@ func TestDecisionCache(t *testing.T) {
 	if third.Reasons[0] != first.Reasons[0] {
 		t.Errorf("modifying a returned decision changed the cache: %q", third.Reasons[0])
 	}
-	// The next minute is another time bucket: evaluated again.
+	// The next minute: a decision on a private module cannot depend on the
+	// time (only the cool-down reads it, and it judges public versions), so
+	// the cached one answers (TestDecisionCacheTime has the rest).
 	in.Time = testNow.Add(time.Minute)
-	if d, _ := e.Decide(ctx, in); d.Cached {
-		t.Errorf("decision in the next time bucket was cached")
+	if d, _ := e.Decide(ctx, in); !d.Cached {
+		t.Errorf("time-independent decision in the next minute was evaluated again")
 	}
 
-	if got := metricValue(t, reg, "modgate_policy_decisions_total", "hit", "deny"); got != 2 {
-		t.Errorf("deny/hit decisions = %v, want 2", got)
+	if got := metricValue(t, reg, "modgate_policy_decisions_total", "hit", "deny"); got != 3 {
+		t.Errorf("deny/hit decisions = %v, want 3", got)
 	}
-	if got := metricValue(t, reg, "modgate_policy_decisions_total", "miss", "deny"); got != 2 {
-		t.Errorf("deny/miss decisions = %v, want 2", got)
+	if got := metricValue(t, reg, "modgate_policy_decisions_total", "miss", "deny"); got != 1 {
+		t.Errorf("deny/miss decisions = %v, want 1", got)
 	}
 }
 
@@ -311,10 +313,10 @@ func TestDecisionCacheBounded(t *testing.T) {
 	if n := c.len(); n > 100 {
 		t.Errorf("cache holds %d entries, max 100", n)
 	}
-	if _, ok := c.get(strings.Repeat("k", 1000)); !ok {
+	if _, ok := c.get([]byte(strings.Repeat("k", 1000))); !ok {
 		t.Errorf("most recent entry evicted")
 	}
-	if _, ok := c.get("k"); ok {
+	if _, ok := c.get([]byte("k")); ok {
 		t.Errorf("oldest entry still cached")
 	}
 }
@@ -511,5 +513,136 @@ func TestCacheSharedAcrossVersionObjects(t *testing.T) {
 	// list has no version: its own entry.
 	if d, _ := e.Decide(ctx, in); d.Cached {
 		t.Errorf("list answered from the cache of a version's decision")
+	}
+}
+
+// TestDecisionCacheTime: a cached decision answers in later minutes when it
+// cannot depend on input.time, and not when it can (the cool-down judging a
+// public version whose publication time is known).
+func TestDecisionCacheTime(t *testing.T) {
+	t.Parallel()
+	dir := copyPolicy(t, defaultDir)
+	writeFile(t, dir, "settings.yaml", `
+settings:
+  admin_teams: [platform-admins]
+  auditor_teams: [security-audit]
+  cooldown: {enabled: true, hours: 72, exempt: [golang.org/x]}
+`)
+	e := loadEngine(t, dir, Options{SkipTests: true})
+	alice := member("alice@corp.example", "payments")
+	published := "2026-11-25T08:00:00Z" // 2 hours before testNow: inside the cool-down
+	withTime := func(in Input) Input { in.VersionTime = published; return in }
+
+	tests := []struct {
+		name  string
+		in    Input
+		timed bool // the decision may depend on the time
+	}{
+		{"timed/public-version-in-cooldown", withTime(pull(alice, ActionZip, RoutePublic, "github.com/pkg/errors", "v0.9.1")), true},
+		{"timeless/public-version-unknown-time", pull(alice, ActionZip, RoutePublic, "github.com/pkg/errors", "v0.9.1"), false},
+		{"timeless/exempt-prefix", withTime(pull(alice, ActionZip, RoutePublic, "golang.org/x/mod", "v0.20.0")), false},
+		{"timeless/private-module", withTime(pull(alice, ActionZip, RoutePrivate, "corp.example/payments/ledger", "v1.2.0")), false},
+		{"timeless/list", pull(alice, ActionList, RoutePublic, "github.com/pkg/errors", ""), false},
+		{"timeless/deny-listed", pull(alice, ActionZip, RoutePublic, "github.com/evil-typosquat/uuid", "v1.0.0"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			in := tt.in
+			in.Time = testNow
+			first, err := e.Decide(ctx, in)
+			if err != nil || first.Cached {
+				t.Fatalf("first Decide = %+v, %v; want an uncached decision", first, err)
+			}
+			if d, _ := e.Decide(ctx, in); !d.Cached {
+				t.Fatalf("same minute: not cached")
+			}
+			in.Time = testNow.Add(time.Minute)
+			d, err := e.Decide(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Cached == tt.timed {
+				t.Errorf("next minute: Cached = %v, want %v", d.Cached, !tt.timed)
+			}
+			if d.Allow != first.Allow {
+				t.Errorf("next minute: Allow = %v, want %v", d.Allow, first.Allow)
+			}
+		})
+	}
+
+	// The time-dependent decision changes when the cool-down ends: had it been
+	// cached without the time, the deny would outlive it.
+	in := withTime(pull(alice, ActionZip, RoutePublic, "github.com/gorilla/websocket", "v1.5.3"))
+	in.Time = testNow
+	if d, err := e.Decide(context.Background(), in); err != nil || d.Allow {
+		t.Fatalf("inside the cool-down: %+v, %v; want a deny", d, err)
+	}
+	in.Time = testNow.Add(72 * time.Hour)
+	if d, err := e.Decide(context.Background(), in); err != nil || !d.Allow || d.Cached {
+		t.Errorf("after the cool-down: %+v, %v; want an evaluated allow", d, err)
+	}
+}
+
+// TestTimeDependence: which policies make which decisions time-dependent.
+func TestTimeDependence(t *testing.T) {
+	t.Parallel()
+	base := `package modgate.authz
+
+default decision := {"allow": false, "reasons": ["no"]}
+
+decision := {"allow": true, "reasons": []} if count(deny) == 0
+`
+	tests := []struct {
+		name         string
+		rules        string
+		public, priv bool // whether a public / private pull depends on the time
+	}{
+		{"none/no-time", `deny contains "x" if input.module == "bad"`, false, false},
+		{"guarded/route", `deny contains "late" if {
+	input.route == "public"
+	time.parse_rfc3339_ns(input.time) > 0
+}`, true, false},
+		{"always/unguarded", `deny contains "late" if time.parse_rfc3339_ns(input.time) < 0`, true, true},
+		{"always/guard-reads-a-timed-rule", `late if time.parse_rfc3339_ns(input.time) < 0
+deny contains "x" if {
+	not late
+	input.route == "public"
+}`, true, true},
+		{"always/whole-input", `deny contains "x" if {
+	input.route == "public"
+	x := input
+	x.time == ""
+}`, true, false},
+		{"always/with", `deny contains "x" if {
+	input.route == "public"
+	time.parse_rfc3339_ns(input.time) < 0
+}
+deny contains "y" if {
+	input.module == "m" with input.module as "m"
+}`, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			writeFile(t, dir, "p.rego", base+tt.rules+"\n")
+			e := loadEngine(t, dir, Options{SkipTests: true})
+			st := e.current.Load()
+			for _, c := range []struct {
+				route Route
+				want  bool
+			}{{RoutePublic, tt.public}, {RoutePrivate, tt.priv}} {
+				in := pull(member("a", "t"), ActionZip, c.route, "m", "v1.0.0")
+				_, got, err := st.evaluate(context.Background(), in.value(testNow, pathPrefixes(in.Module)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != c.want {
+					t.Errorf("%s pull: depends on time = %v, want %v", c.route, got, c.want)
+				}
+			}
+		})
 	}
 }

@@ -39,10 +39,17 @@ func FuzzInputCacheKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s1, t1, m1, v1, a1, s2, t2, m2, v2, a2 string) {
 		now := time.Unix(1700000000, 0)
 		in1, in2 := fuzzInput(s1, t1, m1, v1, a1), fuzzInput(s2, t2, m2, v2, a2)
-		k1, k2 := in1.cacheKey(fieldAll, now), in2.cacheKey(fieldAll, now)
+		// A decision is cached without the time when it cannot depend on it,
+		// else with it: no key of one kind may equal a key of the other.
+		u1, u2 := string(in1.appendCacheKey(nil, fieldAll)), string(in2.appendCacheKey(nil, fieldAll))
+		k1 := string(appendTimeKey(in1.appendCacheKey(nil, fieldAll), now))
+		k2 := string(appendTimeKey(in2.appendCacheKey(nil, fieldAll), now))
 		same := s1 == s2 && slices.Equal(in1.Teams, in2.Teams) && slices.Equal(in1.Scopes, in2.Scopes) && m1 == m2 && v1 == v2 && a1 == a2
-		if (k1 == k2) != same {
-			t.Fatalf("inputs %+v and %+v: keys equal=%v, inputs equal=%v", in1, in2, k1 == k2, same)
+		if (k1 == k2) != same || (u1 == u2) != same {
+			t.Fatalf("inputs %+v and %+v: keys equal=%v/%v, inputs equal=%v", in1, in2, k1 == k2, u1 == u2, same)
+		}
+		if u1 == k2 || u2 == k1 {
+			t.Fatalf("inputs %+v and %+v: a key without the time equals one with it", in1, in2)
 		}
 		ps := pathPrefixes(m1)
 		if m1 != "" && (len(ps) != strings.Count(m1, "/")+1 || ps[len(ps)-1] != FoldPath(m1)) {

@@ -327,11 +327,11 @@ func advisoriesTerm(advs []Advisory, strs func([]string) *ast.Term) *ast.Term {
 	return ast.ArrayTerm(terms...)
 }
 
-// cacheKey encodes the fields the policy reads, each length-prefixed so that no
-// two inputs share a key whatever bytes the fields hold. Teams and scopes must
-// already be sorted (Decide sorts them).
-func (in *Input) cacheKey(used inputField, now time.Time) string {
-	b := make([]byte, 0, 160)
+// appendCacheKey appends to b the fields the policy reads except the time
+// (appendTimeKey adds it), each length-prefixed so that no two inputs share a
+// key whatever bytes the fields hold. Teams and scopes must already be sorted
+// (Decide sorts them).
+func (in *Input) appendCacheKey(b []byte, used inputField) []byte {
 	put := func(f inputField, s string) {
 		if used&f != 0 {
 			b = strconv.AppendInt(b, int64(len(s)), 10)
@@ -363,10 +363,6 @@ func (in *Input) cacheKey(used inputField, now time.Time) string {
 	put(fieldVersionTime, in.VersionTime)
 	put(fieldRoute, string(in.Route))
 	put(fieldClientAddr, in.ClientAddr)
-	if used&fieldTime != 0 {
-		b = append(b, 't')
-		b = strconv.AppendInt(b, now.Unix(), 10)
-	}
 	if used&fieldAdvisories != 0 {
 		b = strconv.AppendInt(b, int64(len(in.Advisories)), 10)
 		b = append(b, 'a')
@@ -378,5 +374,14 @@ func (in *Input) cacheKey(used inputField, now time.Time) string {
 		}
 	}
 	putSet(fieldLicenses, in.Licenses)
-	return string(b)
+	return b
+}
+
+// appendTimeKey appends the decision time to a key from appendCacheKey, for a
+// decision that depends on it. Every key of appendCacheKey ends in a field
+// whose length prefix says where it ends, so no key without a time equals one
+// with it.
+func appendTimeKey(b []byte, now time.Time) []byte {
+	b = append(b, 't')
+	return strconv.AppendInt(b, now.Unix(), 10)
 }

@@ -97,7 +97,7 @@ func RunTests(ctx context.Context, dir string) (TestReport, error) {
 	if err != nil {
 		return TestReport{}, err
 	}
-	if _, _, err := prepare(ctx, ws, store); err != nil {
+	if _, _, _, err := prepare(ctx, ws, store); err != nil {
 		return TestReport{}, err
 	}
 	return runTests(ctx, ws, store)
@@ -170,7 +170,7 @@ func Check(ctx context.Context, dir string) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	if _, _, err := prepare(ctx, ws, store); err != nil {
+	if _, _, _, err := prepare(ctx, ws, store); err != nil {
 		return Summary{}, err
 	}
 	return Summary{

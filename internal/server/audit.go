@@ -66,7 +66,7 @@ func (s *Server) recordAudit(r *http.Request, rec *recorder, d time.Duration, ab
 		status = http.StatusOK
 	}
 	ev := audit.Event{
-		RequestID:  RequestID(r.Context()),
+		RequestID:  rec.requestID,
 		DecisionID: rec.decisionID,
 		ClientAddr: clientIP(r),
 		Action:     auditAction(rec.endpoint),

@@ -7,7 +7,6 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/internal/gate"
-	"github.com/modgate/modgate/internal/identity"
 	"github.com/modgate/modgate/internal/policy"
 	"github.com/modgate/modgate/internal/route"
 )
@@ -16,11 +15,10 @@ import (
 // (internal/gate) is its only caller.
 type Policy = gate.Policy
 
-// gateRequest starts the gate's question for a request by the caller in r's
-// context.
+// gateRequest starts the gate's question for a request by r's caller.
 func (s *Server) gateRequest(r *http.Request, action policy.Action, modulePath, version string) gate.Request {
 	return gate.Request{
-		Identity:   identity.FromContext(r.Context()),
+		Identity:   callerOf(r),
 		ClientAddr: clientIP(r),
 		Action:     action,
 		Module:     modulePath,

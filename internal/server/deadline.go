@@ -19,11 +19,12 @@ import (
 // between keep-alive requests when its own WriteTimeout is unset.
 func (s *Server) withWriteDeadline(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		if d := s.set.WriteTimeout; d > 0 {
-			rc.SetWriteDeadline(time.Now().Add(d))
-		} else {
-			rc.SetWriteDeadline(time.Time{})
+		if dw := deadlinerOf(w); dw != nil {
+			if d := s.set.WriteTimeout; d > 0 {
+				dw.SetWriteDeadline(time.Now().Add(d))
+			} else {
+				dw.SetWriteDeadline(time.Time{})
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -36,9 +37,35 @@ func (s *Server) progressWriter(w http.ResponseWriter) http.ResponseWriter {
 	if d <= 0 {
 		return w
 	}
-	pw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: d}
+	dw := deadlinerOf(w)
+	if dw == nil {
+		return w // nothing to set deadlines on (a test's recorder)
+	}
+	pw := &deadlineWriter{ResponseWriter: w, dw: dw, d: d}
 	pw.extend()
 	return pw
+}
+
+// writeDeadliner is what sets a response's write deadline: net/http's
+// ResponseWriters for HTTP/1 and HTTP/2 implement it.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// deadlinerOf finds the writeDeadliner in w's chain of wrappers, as
+// http.ResponseController does, or nil. It is looked up once per request
+// rather than through a ResponseController, which costs an allocation each.
+func deadlinerOf(w http.ResponseWriter) writeDeadliner {
+	for {
+		switch x := w.(type) {
+		case writeDeadliner:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // withWriteProgress gives routes whose answers may be long, or may come only after
@@ -51,11 +78,11 @@ func (s *Server) withWriteProgress(next http.Handler) http.Handler {
 
 type deadlineWriter struct {
 	http.ResponseWriter
-	rc *http.ResponseController
+	dw writeDeadliner
 	d  time.Duration
 }
 
-func (w *deadlineWriter) extend() { w.rc.SetWriteDeadline(time.Now().Add(w.d)) }
+func (w *deadlineWriter) extend() { w.dw.SetWriteDeadline(time.Now().Add(w.d)) }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
 	// Large writes are split so that each piece gets its own deadline: one
@@ -80,7 +107,7 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 
 func (w *deadlineWriter) Flush() {
 	w.extend()
-	w.rc.Flush()
+	http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

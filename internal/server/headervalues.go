@@ -17,6 +17,7 @@ var (
 	hvHSTS        = []string{"max-age=31536000"}
 	hvImmutable   = []string{"private, max-age=31536000, immutable"}
 	hvShortLived  = []string{"private, max-age=60"}
+	hvBytes       = []string{"bytes"}
 	hvContentType = map[string][]string{
 		"application/json":          {"application/json"},
 		"application/zip":           {"application/zip"},

@@ -43,8 +43,8 @@ func (s *Server) identify(r *http.Request) (*identity.Identity, error) {
 	return nil, derrors.New(derrors.Unauthenticated, "%s", auth.ReasonNoCredentials)
 }
 
-// withIdentity refuses requests without a verified identity and puts the identity
-// in the request context for policy and audit.
+// withIdentity refuses requests without a verified identity and notes the
+// identity in the request's state (the recorder) for policy, logs and audit.
 func (s *Server) withIdentity(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := s.identify(r)
@@ -67,7 +67,7 @@ func (s *Server) withIdentity(next http.Handler) http.Handler {
 		if s.rateLimited(w, r, id) { // ratelimit.go
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(identity.NewContext(r.Context(), id)))
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -16,17 +16,16 @@ import (
 // object it warms goes through policy, the cache, verification, the access log and
 // the audit trail exactly as a client's request would.
 func (s *Server) InProcessTransport(id *identity.Identity) http.RoundTripper {
-	h := s.withRequestID(s.withLogging(s.withAuditGate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := s.withRequest(s.withAuditGate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rec := recorderOf(w); rec != nil {
 			rec.identity = id
 		}
-		r = r.WithContext(identity.NewContext(r.Context(), id))
 		if strings.HasPrefix(r.URL.EscapedPath(), "/sumdb/") {
 			s.endpoint("sumdb", http.HandlerFunc(s.handleSumDB)).ServeHTTP(w, r)
 			return
 		}
 		s.handleModule(w, r)
-	}))))
+	})))
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		pr, pw := io.Pipe()
 		w := &pipeResponse{header: make(http.Header), body: pw, started: make(chan struct{})}

@@ -13,27 +13,71 @@ import (
 	"github.com/modgate/modgate/internal/identity"
 )
 
-type requestIDKey struct{}
+// requestKey carries a request's *recorder in its context.
+type requestKey struct{}
 
 // RequestID returns the request id carried by ctx.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if rec := requestOf(ctx); rec != nil {
+		return rec.requestID
+	}
+	return ""
 }
 
-// withRequestID gives every request an id, taking a well-formed X-Request-Id from a
-// trusted load balancer and otherwise minting one; it is echoed in the response so a
-// developer can quote it to the platform team.
-func (s *Server) withRequestID(next http.Handler) http.Handler {
+// requestOf returns the state of the request whose context is ctx, or nil outside
+// withRequest.
+func requestOf(ctx context.Context) *recorder {
+	rec, _ := ctx.Value(requestKey{}).(*recorder)
+	return rec
+}
+
+// callerOf returns the identity withIdentity established for r, or nil.
+func callerOf(r *http.Request) *identity.Identity {
+	if rec := requestOf(r.Context()); rec != nil {
+		return rec.identity
+	}
+	return nil
+}
+
+// withRequest starts a request's one piece of state, the *recorder: it gives the
+// request an id (a well-formed X-Request-Id from a trusted load balancer, else a
+// new one, echoed in the response so a developer can quote it to the platform
+// team), wraps the ResponseWriter to capture what the handler did, and puts the
+// recorder in the context with the request's only WithContext. Later middleware
+// and handlers fill in the recorder (identity, decision, module) instead of
+// copying the request again. When the handler returns it writes one JSON
+// access-log line, the request metrics and the audit event. A handler that aborts
+// a response (panic(http.ErrAbortHandler), used to cut off a body whose upstream
+// failed) is logged and then re-panicked so net/http resets the connection.
+func (s *Server) withRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
 			var b [12]byte
 			rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
 		}
-		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		rec := &recorder{ResponseWriter: w, endpoint: "other", requestID: id}
+		rec.requestIDValue[0] = id
+		// A full slice of the recorder's own array: no allocation, and an Add
+		// copies it rather than writing into the array.
+		w.Header()["X-Request-Id"] = rec.requestIDValue[:]
+		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, rec))
+		aborted := false
+		defer func() {
+			p := recover()
+			if p != nil {
+				aborted = true
+			}
+			d := time.Since(start)
+			s.logRequest(r, rec, d, aborted)
+			s.recordAudit(r, rec, d, aborted)
+			if p != nil {
+				panic(p)
+			}
+		}()
+		next.ServeHTTP(rec, r)
 	})
 }
 
@@ -49,16 +93,25 @@ func validRequestID(id string) bool {
 	return true
 }
 
-// recorder captures what a handler did, for the access log, metrics and audit.
+// recorder is the state of one request: what the middlewares and the handler
+// learnt and did, for the access log, metrics and audit. withRequest makes one per
+// request; it is both the ResponseWriter the handlers write to and the value in
+// the request's context (requestOf).
 type recorder struct {
 	http.ResponseWriter
-	status   int
-	bytes    int64
-	endpoint string
-	err      error  // the error written, if any
-	cache    string // cache result: hit, miss, stale
-	source   string // where the bytes came from
-	identity *identity.Identity
+	requestID string
+	// requestIDValue and objectValues back response header values that would
+	// otherwise cost a slice each: X-Request-Id, and serveWhole's ETag,
+	// Content-Length and Last-Modified.
+	requestIDValue [1]string
+	objectValues   [3]string
+	status         int
+	bytes          int64
+	endpoint       string
+	err            error  // the error written, if any
+	cache          string // cache result: hit, miss, stale
+	source         string // where the bytes came from
+	identity       *identity.Identity
 	// What the request was about and how policy answered, for logs and audit.
 	module, version            string
 	decisionID, policyRevision string
@@ -73,6 +126,8 @@ type recorder struct {
 	uploadSHA256                     string
 	// rateLimited: refused by the per-identity rate limit (ratelimit.go).
 	rateLimited bool
+	// logAttrs backs the access-log line's attributes (logRequest).
+	logAttrs [20]slog.Attr
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -137,31 +192,6 @@ func (s *Server) endpoint(name string, h http.Handler) http.Handler {
 	})
 }
 
-// withLogging writes one JSON access-log line per request and the request metrics.
-// A handler that aborts a response (panic(http.ErrAbortHandler), used to cut off a
-// body whose upstream failed) is logged and then re-panicked so net/http resets the
-// connection.
-func (s *Server) withLogging(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &recorder{ResponseWriter: w, endpoint: "other"}
-		aborted := false
-		defer func() {
-			p := recover()
-			if p != nil {
-				aborted = true
-			}
-			d := time.Since(start)
-			s.logRequest(r, rec, d, aborted)
-			s.recordAudit(r, rec, d, aborted)
-			if p != nil {
-				panic(p)
-			}
-		}()
-		next.ServeHTTP(rec, r)
-	})
-}
-
 func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, aborted bool) {
 	status := rec.status
 	if status == 0 {
@@ -182,8 +212,12 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 	if status >= 500 || aborted {
 		level = slog.LevelWarn
 	}
-	attrs := []slog.Attr{
-		slog.String("request_id", RequestID(r.Context())),
+	// The attributes go in the recorder's own array and reach the handler as
+	// one group with an empty key, which handlers inline (the JSON line is
+	// unchanged): a slice of a dozen and more attributes would cost one
+	// allocation here and slog.Record another for those past its first five.
+	attrs := append(rec.logAttrs[:0],
+		slog.String("request_id", rec.requestID),
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.EscapedPath()),
 		slog.Int("status", status),
@@ -191,7 +225,7 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.String("remote", r.RemoteAddr),
 		slog.String("endpoint", rec.endpoint),
-	}
+	)
 	if rec.identity != nil {
 		attrs = append(attrs, slog.String("subject", rec.identity.Subject), slog.String("auth", string(rec.identity.Method)))
 	}
@@ -229,5 +263,5 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, d time.Duration, abo
 		attrs = append(attrs, slog.String("error", rec.err.Error()))
 	}
 	attrs = append(attrs, slog.String("user_agent", r.UserAgent()))
-	s.log.LogAttrs(r.Context(), level, "request", attrs...)
+	s.log.LogAttrs(r.Context(), level, "request", slog.Attr{Value: slog.GroupValue(attrs...)})
 }

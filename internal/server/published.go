@@ -78,7 +78,7 @@ func (s *Server) handlePublishAPI(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := identity.FromContext(r.Context())
+	id := callerOf(r)
 	if action == policy.ActionPublish {
 		s.handlePublish(w, r, rec, id, rt, modPath, version)
 	} else {

@@ -2,19 +2,22 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
-	"github.com/modgate/modgate/internal/app"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modgate/modgate/internal/app"
 	"github.com/modgate/modgate/internal/config"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/testing/sumdbtest"
@@ -337,3 +340,63 @@ func makeZip(t *testing.T, name, content string) string {
 }
 
 var _ = os.Getenv
+
+// TestAccessLogLine: one flat JSON line per request with the request's fields
+// (the attributes reach slog as one inlined group).
+func TestAccessLogLine(t *testing.T) {
+	t.Parallel()
+	up := newFakeUpstream(t, map[string]string{"example.com/m/@v/v1.0.0.mod": "module example.com/m\n"})
+	var logs syncBuffer
+	cfg := config.Defaults()
+	cfg.Cache.Dir = t.TempDir()
+	cfg.Upstream.Proxies = up.URL
+	cfg.Auth.Anonymous = true
+	cfg.Upstream.Retries = 0
+	cfg.SumDB.Verify = false
+	s, err := app.NewServer(app.ServerOptions{Config: cfg, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	resp, _ := get(t, http.MethodGet, ts.URL+"/example.com/m/@v/v1.0.0.mod", "X-Request-Id", "req-1", "User-Agent", "ua/1")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Request-Id") != "req-1" {
+		t.Fatalf("GET: %d, X-Request-Id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	var line map[string]any
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, `"msg":"request"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatalf("access log line %q: %v", l, err)
+			}
+		}
+	}
+	want := map[string]any{
+		"request_id": "req-1", "method": "GET", "path": "/example.com/m/@v/v1.0.0.mod", "status": float64(200),
+		"endpoint": "mod", "subject": "anonymous", "module": "example.com/m", "version": "v1.0.0",
+		"cache": "miss", "user_agent": "ua/1",
+	}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("access log %s = %v, want %v (line %v)", k, line[k], v, line)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -53,7 +53,7 @@ func CheckKey(key string) error {
 	if key == "" || len(key) > 2048 || strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\x00\\") {
 		return derrors.New(derrors.InvalidArgument, "invalid storage key")
 	}
-	for _, elem := range strings.Split(key, "/") {
+	for elem := range strings.SplitSeq(key, "/") {
 		if elem == "" || elem == "." || elem == ".." {
 			return derrors.New(derrors.InvalidArgument, "invalid storage key")
 		}
