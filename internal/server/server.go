@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -181,54 +181,41 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Cache returns the server's object cache.
 func (s *Server) Cache() *cache.Cache { return s.src.Cache() }
 
-// handlerRoute is one entry of the routing table: an exact path, or a prefix when it
-// ends in a slash.
-type handlerRoute struct {
-	path string
-	h    http.Handler
-}
-
-// routes builds the handler once: the middleware every request gets, then a
-// fixed table matched against the escaped path, first match wins. The protocol
-// handler validates paths itself, so nothing is cleaned (cleaning would turn
-// "a/../b" into a redirect instead of the 400 a malformed module path deserves)
-// or decoded (decoding would hide %2e%2e and %00 from the validators). A table
-// rather than a general router: matching is a few string comparisons, and
-// nothing is allocated or copied per request to route it.
+// routes builds the handler once: the middleware every request gets, around a
+// gorilla/mux router. The middleware wraps the router rather than being
+// registered with its Use, which would build one closure per middleware on
+// every request; every path matches some route (the protocol's catch-all), so
+// the two are equivalent. The protocol handler validates paths itself: cleaning
+// would turn "a/../b" into a redirect instead of the 400 a malformed module path
+// deserves, and decoding would hide %2e%2e and %00 from the validators.
 func (s *Server) routes() http.Handler {
-	table := []handlerRoute{
-		{"/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz))},
-		{"/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz))},
-		{"/metrics", s.endpoint("metrics", s.withMetricsToken(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))},
-		{login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo))},
-	}
+	r := mux.NewRouter()
+	r.SkipClean(true)
+	r.UseEncodedPath()
+
+	r.Handle("/healthz", s.endpoint("health", http.HandlerFunc(s.handleHealthz)))
+	r.Handle("/readyz", s.endpoint("health", http.HandlerFunc(s.handleReadyz)))
+	r.Handle("/metrics", s.endpoint("metrics", s.withMetricsToken(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))))
+	r.Handle(login.DiscoveryPath, s.endpoint("login", http.HandlerFunc(s.handleLoginInfo)))
+
 	// The console identifies its callers itself (session cookie or client
 	// certificate). No module path can start with "ui/": a module path's first
 	// element has a dot.
 	if s.console != nil {
 		console := s.endpoint("console", s.withWriteProgress(s.console))
-		table = append(table, handlerRoute{"/ui", console}, handlerRoute{"/ui/", console})
+		r.Handle("/ui", console)
+		r.PathPrefix("/ui/").Handler(console)
 	}
+
 	// Everything below needs a verified identity.
-	table = append(table,
-		handlerRoute{"/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleAuditEvents))))},
-		handlerRoute{"/api/v1/audit/affected", s.endpoint("audit-read", s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleAuditAffected))))},
-		handlerRoute{publish.APIPrefix, s.endpoint("publish", s.withAuditGate(s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handlePublishAPI)))))},
-		handlerRoute{"/sumdb/", s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB))))},
-		handlerRoute{VulnDBPrefix, s.endpoint("vulndb", s.withAuditGate(s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleVulnDB)))))},
-	)
-	module := s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule)))
-	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.EscapedPath()
-		for _, rt := range table {
-			if p == rt.path || strings.HasSuffix(rt.path, "/") && strings.HasPrefix(p, rt.path) {
-				rt.h.ServeHTTP(w, r)
-				return
-			}
-		}
-		module.ServeHTTP(w, r) // the GOPROXY protocol: every other path
-	})
-	return s.withWriteDeadline(s.withSecureHeaders(s.withRequest(dispatch)))
+	r.Handle("/api/v1/audit/events", s.endpoint("audit-read", s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleAuditEvents)))))
+	r.Handle("/api/v1/audit/affected", s.endpoint("audit-read", s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleAuditAffected)))))
+	r.PathPrefix(publish.APIPrefix).Handler(s.endpoint("publish", s.withAuditGate(s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handlePublishAPI))))))
+	r.PathPrefix("/sumdb/").Handler(s.endpoint("sumdb", s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleSumDB)))))
+	r.PathPrefix(VulnDBPrefix).Handler(s.endpoint("vulndb", s.withAuditGate(s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleVulnDB))))))
+	// The GOPROXY protocol: every other path.
+	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
+	return s.withWriteDeadline(s.withSecureHeaders(s.withRequest(r)))
 }
 
 // HTTPServer returns an *http.Server for the handler with modgate's timeouts. The
