@@ -115,12 +115,34 @@ func openFrameReader(path string) (*frameReader, error) {
 
 func (fr *frameReader) Close() error { return fr.f.Close() }
 
+// errUnwritten reports the zeros of a preallocated segment where a frame header
+// would be: nothing was written there (yet).
+var errUnwritten = errors.New("no frame written here")
+
 // next returns the next entry, io.EOF at a clean end (or the limit), errTorn at a
 // damaged frame. After errTorn or io.EOF the reader's offset does not move.
 func (fr *frameReader) next() (*spoolEntry, error) {
 	if fr.limit >= 0 && fr.off+frameHeader > fr.limit {
 		return nil, io.EOF
 	}
+	fresh := fr.stale // the read starts from the file, not the buffer
+	e, err := fr.read()
+	if (err == errTorn || err == errUnwritten) && fr.limit >= 0 && !fresh {
+		// A limit means the committer has made everything before it durable, so
+		// zeros or a damaged frame there come from the read-ahead buffer, filled
+		// while the committer was still writing (or before it wrote at all).
+		// Taking them at their word would end the segment early and delete rows
+		// that were never shipped: read the file again.
+		fr.stale = true
+		e, err = fr.read()
+	}
+	if err == errUnwritten {
+		err = io.EOF
+	}
+	return e, err
+}
+
+func (fr *frameReader) read() (*spoolEntry, error) {
 	if fr.stale {
 		if _, err := fr.f.Seek(fr.off, io.SeekStart); err != nil {
 			return nil, err
@@ -142,9 +164,8 @@ func (fr *frameReader) next() (*spoolEntry, error) {
 	}
 	size := int64(binary.BigEndian.Uint32(hdr[:4]))
 	if size == 0 && binary.BigEndian.Uint32(hdr[4:]) == 0 {
-		// The zeros of a preallocated segment: no frame was written here.
 		fr.unread(n)
-		return nil, io.EOF
+		return nil, errUnwritten
 	}
 	if size > maxFrame {
 		fr.unread(n)

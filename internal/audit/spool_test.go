@@ -76,6 +76,67 @@ func TestFrameReaderStopsAtTornTail(t *testing.T) {
 	}
 }
 
+// The shipper tails a segment the committer is still writing. Its read-ahead
+// buffer can hold the zeros (or half a frame) that were there before the
+// committer's write; once the committer says the frames are durable, the reader
+// must return them, not end the segment at the stale bytes — ending it there
+// deleted the segment with those rows never shipped.
+func TestFrameReaderRereadsWhatBecameDurable(t *testing.T) {
+	t.Parallel()
+	frame := func(seq int) []byte {
+		b, err := appendFrame(nil, &spoolEntry{Row: &Row{Event: testEvent(seq), Seq: int64(seq)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		name   string
+		before []byte // what the second frame's place held when the buffer filled
+	}{
+		{"ok/zeros-then-frame", nil},
+		{"ok/half-written-then-frame", frame(2)[:20]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "1.seg")
+			first, second := frame(1), frame(2)
+			data := make([]byte, 64<<10) // preallocated
+			copy(data, first)
+			copy(data[len(first):], tt.before)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fr, err := openFrameReader(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fr.Close()
+			fr.limit = int64(len(first))
+			if e, err := fr.next(); err != nil || e.Row.Seq != 1 {
+				t.Fatalf("first frame: %v, %v", e, err)
+			}
+			// The committer writes and syncs the second frame, then moves the limit.
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(second, int64(len(first))); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			fr.limit = int64(len(first) + len(second))
+			e, err := fr.next()
+			if err != nil || e.Row.Seq != 2 {
+				t.Fatalf("second frame after it became durable: %v, %v", e, err)
+			}
+			if _, err := fr.next(); err != io.EOF {
+				t.Errorf("after the durable frames: %v, want EOF", err)
+			}
+		})
+	}
+}
+
 // A torn tail left by a crash is ignored on restart and the chain continues from the
 // last whole row.
 func TestWriterIgnoresTornTailOnRestart(t *testing.T) {
