@@ -215,7 +215,22 @@ func (s *Server) routes() http.Handler {
 	r.PathPrefix(VulnDBPrefix).Handler(s.endpoint("vulndb", s.withAuditGate(s.withIdentity(s.withWriteProgress(http.HandlerFunc(s.handleVulnDB))))))
 	// The GOPROXY protocol: every other path.
 	r.PathPrefix("/").Handler(s.withAuditGate(s.withIdentity(http.HandlerFunc(s.handleModule))))
-	return s.withWriteDeadline(s.withSecureHeaders(s.withRequest(r)))
+	return s.withWriteDeadline(s.withSecureHeaders(s.withRequest(dispatch{r})))
+}
+
+// dispatch serves a request with the handler the router matches, without the
+// route and variables mux.Router.ServeHTTP would copy into the request's
+// context (two context copies per request): no handler here reads them, and
+// every path matches a route.
+type dispatch struct{ r *mux.Router }
+
+func (d dispatch) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var m mux.RouteMatch
+	if d.r.Match(req, &m) && m.Handler != nil {
+		m.Handler.ServeHTTP(w, req)
+		return
+	}
+	http.NotFound(w, req)
 }
 
 // HTTPServer returns an *http.Server for the handler with modgate's timeouts. The
