@@ -143,7 +143,7 @@ func Build(opts ServerOptions) (*Core, error) {
 	}
 	c.Router = route.New(cfg.Private.AllPatterns(), servedByGit)
 
-	objects := cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D(), Lock: opts.FillLock}, log, m)
+	objects := cache.New(store, cache.Config{NegativeTTL: cfg.Cache.NegativeTTL.D(), Lock: opts.FillLock, MemoryBytes: cfg.Cache.MemoryBytes}, log, m)
 	public := source.NewPublic(chain, nil, cfg.SumDB.NoVerifyPatterns(), m)
 	var published *source.Published
 	if opts.Published != nil {

@@ -44,6 +44,11 @@ type Spec struct {
 	BufferBelow int64
 	// MaxSize bounds the object; a source sending more is an error.
 	MaxSize int64
+	// Memory, for an immutable object, keeps its bytes in memory once read from
+	// the store when it is at most MaxMemoryObject long, and serves later hits
+	// from there. Only for objects nothing deletes: another replica's delete
+	// reaches the shared store, not this process's memory.
+	Memory bool
 	// Fetch gets the object from its source. It runs on a context detached from the
 	// requesting client, so a client hanging up does not abort a fetch others share.
 	Fetch func(ctx context.Context) (*Fetched, error)
@@ -85,6 +90,9 @@ type Config struct {
 	// already allows one fill per key, so each process takes the lock at most once
 	// per key at a time. Nil: no cross-process coordination.
 	Lock func(ctx context.Context, key string) (unlock func(), err error)
+	// MemoryBytes bounds the bytes of small objects kept in memory (Spec.Memory);
+	// 0 keeps none.
+	MemoryBytes int64
 }
 
 // Cache is safe for concurrent use.
@@ -94,6 +102,7 @@ type Cache struct {
 	log   *slog.Logger
 	m     *metrics.Metrics
 	neg   *negativeCache
+	mem   *memory // nil: none
 
 	mu       sync.Mutex
 	inflight map[string]*fill
@@ -107,19 +116,33 @@ func New(store storage.Store, cfg Config, log *slog.Logger, m *metrics.Metrics) 
 		log:      log,
 		m:        m,
 		neg:      newNegativeCache(100_000),
+		mem:      newMemory(cfg.MemoryBytes),
 		inflight: make(map[string]*fill),
 	}
 }
 
-// Forget drops any remembered not-found answer for key, for an object that has
-// just come into existence.
-func (c *Cache) Forget(key string) { c.neg.forget(key) }
+// Forget drops what the cache remembers about key beside the store: a
+// not-found answer, for an object that has just come into existence, and the
+// bytes kept in memory, for one that has just been deleted.
+func (c *Cache) Forget(key string) {
+	c.neg.forget(key)
+	if c.mem != nil {
+		c.mem.forget(key)
+	}
+}
 
 // Store returns the underlying store.
 func (c *Cache) Store() storage.Store { return c.store }
 
 // Get returns the object named by spec, from storage or from its source.
 func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
+	memory := spec.Memory && spec.Immutable && c.mem != nil
+	if memory {
+		if it, ok := c.mem.get(spec.Key); ok {
+			c.m.Cache.WithLabelValues("hit").Inc()
+			return &Entry{Object: newMemObject(it), Size: int64(len(it.data)), ModTime: it.modTime, Result: "hit", Source: "cache"}, nil
+		}
+	}
 	if err := c.neg.get(spec.Key); err != nil {
 		c.m.Cache.WithLabelValues("negative").Inc()
 		return nil, err
@@ -133,6 +156,9 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 		info := obj.Info()
 		if spec.Immutable || time.Since(info.ModTime) < spec.TTL {
 			c.m.Cache.WithLabelValues("hit").Inc()
+			if memory {
+				obj = c.remember(spec.Key, obj, info)
+			}
 			return &Entry{Object: obj, Size: info.Size, ModTime: info.ModTime, Result: "hit", Source: "cache"}, nil
 		}
 		obj.Close()
@@ -168,6 +194,9 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 		return nil, err
 	}
 	e, err := c.open(ctx, spec.Key, "miss", f.source)
+	if err == nil && memory {
+		e.Object = c.remember(spec.Key, e.Object, e.Object.Info())
+	}
 	if errors.Is(err, derrors.NotFound) {
 		// Fetched and checked but not stored (the store failed): serve the fetched
 		// bytes to this client anyway.
@@ -209,6 +238,24 @@ func (c *Cache) open(ctx context.Context, key, result, source string) (*Entry, e
 	}
 	info := obj.Info()
 	return &Entry{Object: obj, Size: info.Size, ModTime: info.ModTime, Result: result, Source: source}, nil
+}
+
+// remember keeps a small object's bytes in memory and returns an object that
+// serves them; obj is then closed. A larger object, or one that cannot be read,
+// is returned as it is, to be served (or fail) from the store.
+func (c *Cache) remember(key string, obj storage.Object, info storage.ObjectInfo) storage.Object {
+	if info.Size > MaxMemoryObject {
+		return obj
+	}
+	data := make([]byte, info.Size)
+	if _, err := io.ReadFull(obj, data); err != nil {
+		obj.Seek(0, io.SeekStart)
+		return obj
+	}
+	obj.Close()
+	it := &memItem{key: key, data: data, modTime: info.ModTime}
+	c.mem.put(it)
+	return newMemObject(it)
 }
 
 // join returns the in-flight fill for spec.Key, starting one if there is none. The

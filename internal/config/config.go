@@ -324,6 +324,10 @@ type Cache struct {
 	ListTTL Duration `yaml:"list_ttl"`
 	// NegativeTTL is how long a not-found answer is remembered.
 	NegativeTTL Duration `yaml:"negative_ttl"`
+	// MemoryBytes bounds the memory holding public versions' .info and .mod
+	// files once served (each at most 16 KiB), so warm hits skip the store; 0
+	// turns it off.
+	MemoryBytes int64 `yaml:"memory_bytes"`
 }
 
 // Storage says where cached and published objects live (docs/operations.md).
@@ -523,6 +527,7 @@ func Defaults() Config {
 			Dir:         "tmp/cache",
 			ListTTL:     Duration(time.Minute),
 			NegativeTTL: Duration(time.Minute),
+			MemoryBytes: 32 << 20,
 		},
 		Storage: Storage{Backend: "disk"},
 		Upstream: Upstream{
@@ -633,6 +638,9 @@ func (c *Config) Validate() error {
 		if ttl.d < 0 {
 			errs = append(errs, fmt.Sprintf("%s must not be negative (a duration such as 1m; 0 disables)", ttl.key))
 		}
+	}
+	if c.Cache.MemoryBytes < 0 {
+		errs = append(errs, "cache.memory_bytes must not be negative (0 keeps nothing in memory)")
 	}
 	if c.Upstream.Retries < 0 || c.Upstream.Retries > 10 {
 		errs = append(errs, fmt.Sprintf("upstream.retries %d: want a whole number between 0 and 10", c.Upstream.Retries))

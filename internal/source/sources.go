@@ -99,6 +99,10 @@ func (s *Sources) spec(rt route.Route, req goproxy.Request) cache.Spec {
 		spec.Check = checkZip
 	}
 	if !rt.Private() {
+		// A public version's .info and .mod are small, asked for on every build
+		// and never deleted: kept in memory once served. Private objects are not,
+		// as a delete through another replica must reach them.
+		spec.Memory = req.Immutable() && (req.Kind == goproxy.KindInfo || req.Kind == goproxy.KindMod)
 		spec.Fetch = func(ctx context.Context) (*cache.Fetched, error) { return fetch(ctx, s.public, req) }
 		return s.public.verified(req, spec)
 	}
