@@ -79,7 +79,10 @@ func TestQuickstartAsNewUser(t *testing.T) {
 
 	run := exec.Command("make", "run")
 	run.Dir = repo
-	run.Env = append(os.Environ(), "MODGATE_DEV_CONFIG=tmp/quickstart.yaml", "MODGATE_PG_PORT=56432")
+	// Below Linux's ephemeral range (32768-60999): a port in it can be taken
+	// between .ci/postgres choosing it and PostgreSQL binding it by any
+	// connection another test opens meanwhile, which failed a CI run.
+	run.Env = append(os.Environ(), "MODGATE_DEV_CONFIG=tmp/quickstart.yaml", "MODGATE_PG_PORT=25432")
 	run.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, _ := run.StdoutPipe()
 	logs := &safeBuffer{}
