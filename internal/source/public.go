@@ -90,6 +90,18 @@ func (p *Public) fetchPath(ctx context.Context, path string, buffer int64) (*Obj
 	return &Object{Body: resp.Body, Size: resp.Size, Source: resp.Source}, nil
 }
 
+// waitCloser closes a body, then waits for work started alongside it.
+type waitCloser struct {
+	io.ReadCloser
+	wait func()
+}
+
+func (w *waitCloser) Close() error {
+	err := w.ReadCloser.Close()
+	w.wait()
+	return err
+}
+
 // verifyBufferBelow: verified zips smaller than this are held until checked, so a
 // mismatch reaches the go command as a 502 with its reason rather than as a broken
 // transfer. Larger ones still stream (and abort on a mismatch).
@@ -111,12 +123,18 @@ func (p *Public) verified(req goproxy.Request, spec cache.Spec) cache.Spec {
 	// so mirror needs no lock.
 	var mirror string
 	spec.Fetch = func(ctx context.Context) (*cache.Fetched, error) {
-		p.verifier.Prefetch(mod)
+		// The fill ends (closing the body) only after the lookup it started,
+		// on failure too: no lookup outlives the request that asked for it,
+		// still storing checksum-database answers after it has been answered.
+		wait := p.verifier.Prefetch(mod)
 		o, err := fetchObj(ctx)
-		if o != nil {
-			mirror = o.Source
+		if o == nil || err != nil {
+			wait()
+			return o, err
 		}
-		return o, err
+		mirror = o.Source
+		o.Body = &waitCloser{ReadCloser: o.Body, wait: wait}
+		return o, nil
 	}
 	path := req.Path()
 	spec.Check = func(f *os.File, size int64) (err error) {

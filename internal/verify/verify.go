@@ -209,9 +209,16 @@ func (v *Verifier) check(path, version, lookupVers, got string) error {
 // while the caller fetches the object itself: the check that follows finds the
 // answer in the client's memory (concurrent lookups of one record share one
 // request) instead of adding the database's round trips after the transfer. A
-// failed prefetch costs nothing but the attempt; the check asks again.
-func (v *Verifier) Prefetch(mod module.Version) {
-	go v.lookup(mod.Path, mod.Version)
+// failed prefetch costs nothing but the attempt; the check asks again. wait
+// returns once the lookup has ended, so that the caller's work can end only
+// after the lookup it started (whose answers are being stored).
+func (v *Verifier) Prefetch(mod module.Version) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v.lookup(mod.Path, mod.Version)
+	}()
+	return func() { <-done }
 }
 
 // lookup asks the client, replacing it after an initialisation failure (a
