@@ -96,10 +96,18 @@ func Wrap(errp *error, format string, args ...any) {
 	}
 }
 
-// Status maps an error to an HTTP status; unknown errors are 500.
+// Status maps an error to an HTTP status; unknown errors are 500. The kind is
+// the outermost *Error's, the one whose message PublicMessage sends: a kind
+// deeper in the chain is a cause that the outer error has already judged (a
+// store's not-found inside "the database is unreachable" is a 503, not a 404).
+// A bare kind, wrapped with %w only, counts where it is.
 func Status(err error) int {
 	if err == nil {
 		return http.StatusOK
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		err = e.Kind
 	}
 	for _, s := range statuses {
 		if errors.Is(err, s.kind) {
