@@ -136,8 +136,8 @@ func (c *Cache) Store() storage.Store { return c.store }
 
 // Get returns the object named by spec, from storage or from its source.
 func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
-	memory := spec.Memory && spec.Immutable && c.mem != nil
-	if memory {
+	inMemory := spec.Memory && spec.Immutable && c.mem != nil
+	if inMemory {
 		if it, ok := c.mem.get(spec.Key); ok {
 			c.m.Cache.WithLabelValues("hit").Inc()
 			return &Entry{Object: newMemObject(it), Size: int64(len(it.data)), ModTime: it.modTime, Result: "hit", Source: "cache"}, nil
@@ -156,7 +156,7 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 		info := obj.Info()
 		if spec.Immutable || time.Since(info.ModTime) < spec.TTL {
 			c.m.Cache.WithLabelValues("hit").Inc()
-			if memory {
+			if inMemory {
 				obj = c.remember(spec.Key, obj, info)
 			}
 			return &Entry{Object: obj, Size: info.Size, ModTime: info.ModTime, Result: "hit", Source: "cache"}, nil
@@ -194,7 +194,7 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 		return nil, err
 	}
 	e, err := c.open(ctx, spec.Key, "miss", f.source)
-	if err == nil && memory {
+	if err == nil && inMemory {
 		e.Object = c.remember(spec.Key, e.Object, e.Object.Info())
 	}
 	if errors.Is(err, derrors.NotFound) {
