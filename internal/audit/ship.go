@@ -50,6 +50,7 @@ func (w *Writer) shipLoop() {
 		}
 	}()
 	var inflight []*shipBatch
+	var lastShip time.Time
 	heartbeat := time.NewTicker(time.Minute)
 	defer heartbeat.Stop()
 	for {
@@ -71,7 +72,22 @@ func (w *Writer) shipLoop() {
 		if err := s.fill(); err != nil {
 			w.log.Error("audit spool read failed", "err", err)
 		}
+		if len(s.rows) > 0 && len(s.rows) < w.cfg.BatchSize && !isClosed(w.drain) && !isClosed(w.stopShip) {
+			if wait := w.cfg.ShipDelay - time.Since(lastShip); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-w.drain:
+				case <-w.stopShip:
+				}
+				t.Stop()
+				continue
+			}
+		}
 		if len(s.rows) > 0 || len(s.done) > 0 {
+			if len(s.rows) > 0 {
+				lastShip = time.Now()
+			}
 			b := &shipBatch{rows: s.rows, done: s.done, dedupe: s.dedupe, finished: make(chan struct{})}
 			s.rows, s.done, s.dedupe = nil, nil, false
 			inflight = append(inflight, b)

@@ -35,6 +35,10 @@ type WriterConfig struct {
 	BatchSize int
 	// ShipWorkers is how many batch inserts may run at once. Default 2.
 	ShipWorkers int
+	// ShipDelay is how long the shipper lets rows gather after starting an insert
+	// before it starts another with fewer than BatchSize rows. Default 100ms;
+	// negative ships at once.
+	ShipDelay time.Duration
 	// SegmentBytes is the size at which a spool segment is closed and a new one
 	// started; shipped segments are deleted whole. Default 8 MiB.
 	SegmentBytes int64
@@ -60,6 +64,9 @@ func (c WriterConfig) withDefaults() WriterConfig {
 	}
 	if c.ShipWorkers <= 0 {
 		c.ShipWorkers = 2
+	}
+	if c.ShipDelay == 0 {
+		c.ShipDelay = 100 * time.Millisecond
 	}
 	if c.SegmentBytes <= 0 {
 		c.SegmentBytes = 8 << 20

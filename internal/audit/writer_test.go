@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/modgate/modgate/internal/database"
 	"github.com/modgate/modgate/internal/derrors"
@@ -549,4 +550,56 @@ func TestWriterSpoolFull(t *testing.T) {
 	if err := w.Healthy(); !errors.Is(err, derrors.Unavailable) {
 		t.Errorf("Healthy = %v, want Unavailable", err)
 	}
+}
+
+// TestShipDelayGathersCommits: commits that arrive one after another reach
+// PostgreSQL in a few inserts, not one each, and every row still arrives; with
+// the delay off each commit is shipped on its own.
+func TestShipDelayGathersCommits(t *testing.T) {
+	t.Parallel()
+	const events = 60
+	for _, tc := range []struct {
+		name       string
+		delay      time.Duration
+		maxInserts int
+		minInserts int
+	}{
+		{"delayed", 400 * time.Millisecond, 6, 1},
+		{"at-once", -1, events, events / 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, _ := pgtest.NewPool(t)
+			w := startWriter(t, pool, WriterConfig{ShipDelay: tc.delay})
+			var ids []string
+			for i := range events {
+				ev := testEvent(i)
+				ev.EventID = newUUIDv7(time.Now())
+				if err := w.Record(ev); err != nil { // one commit each: Record waits for it
+					t.Fatal(err)
+				}
+				ids = append(ids, ev.EventID)
+				time.Sleep(2 * time.Millisecond) // let the shipper see each commit alone
+			}
+			waitFor(t, "every event in PostgreSQL", func() bool {
+				rows, _ := rowCounts(t, pool)
+				return rows == events
+			})
+			assertAllPresent(t, pool, ids)
+			inserts := int(histogramCount(t, w.m.writeLatency))
+			t.Logf("%d events shipped in %d inserts", events, inserts)
+			if inserts < tc.minInserts || inserts > tc.maxInserts {
+				t.Errorf("%d events shipped in %d inserts, want %d..%d", events, inserts, tc.minInserts, tc.maxInserts)
+			}
+		})
+	}
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
