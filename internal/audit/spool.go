@@ -73,10 +73,15 @@ func listSegments(dir string) ([]int64, error) {
 func appendFrame(b []byte, e *spoolEntry) ([]byte, error) {
 	start := len(b)
 	b = append(b, make([]byte, frameHeader)...)
-	var err error
-	b, err = appendJSON(b, e)
-	if err != nil {
-		return b[:start], err
+	var ok bool
+	if e.Head == nil && e.Row != nil {
+		b, ok = appendRowEntry(b, e.Row)
+	}
+	if !ok {
+		var err error
+		if b, err = appendJSON(b, e); err != nil {
+			return b[:start], err
+		}
 	}
 	payload := b[start+frameHeader:]
 	binary.BigEndian.PutUint32(b[start:], uint32(len(payload)))
