@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/modgate/modgate/internal/app"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/gctune"
 	"github.com/modgate/modgate/internal/logwriter"
 )
 
@@ -62,6 +64,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stopPprof()
 	}
+
+	gc := gctune.Apply(os.Getenv, gctune.CgroupLimit)
+	log.Info("garbage collector", "gogc", gc.Percent, "gogc_from", gc.PercentSource, "memory_limit", gc.LimitString(), "memory_limit_from", gc.LimitSource)
 
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
