@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/modgate/modgate/internal/gctune"
 )
 
 // Targets from PRODUCT.md for the components measured by their Go benchmarks.
@@ -100,9 +102,12 @@ func valueResult(figure, unit string, samples []float64, target *Target) Result 
 
 // runPolicy runs internal/policy's BenchmarkDecide: decision latency with the
 // shipped policy and a generated one of 1,000 teams and 10,000 owned prefixes,
-// from the decision cache (hit) and evaluated by OPA (miss).
+// from the decision cache (hit) and evaluated by OPA (miss). The benchmark
+// process runs the collector as modgate serve does (gctune.DefaultPercent): a
+// decision's tail latency is mostly the collections it overlaps.
 func runPolicy(ctx context.Context, env *Env) ([]Result, error) {
-	res, err := runGoBench(ctx, env, "./internal/policy", "^BenchmarkDecide$", nil, "-benchtime", "0.5s")
+	gogc := []string{"GOGC=" + strconv.Itoa(gctune.DefaultPercent)}
+	res, err := runGoBench(ctx, env, "./internal/policy", "^BenchmarkDecide$", gogc, "-benchtime", "0.5s")
 	if err != nil {
 		return nil, err
 	}
