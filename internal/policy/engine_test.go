@@ -646,3 +646,33 @@ deny contains "y" if {
 		})
 	}
 }
+
+// TestDecideStopsWhenCancelled: a decision stops evaluating when its request's
+// context ends (the client went away, the server shuts down). The engine hands
+// OPA its own cancellation rather than OPA's goroutine per evaluation, and
+// this is what that must still do. The policy below takes many seconds to
+// decide; a cancelled decision must fail rather than finish.
+func TestDecideStopsWhenCancelled(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "authz.rego", `package modgate.authz
+decision := {"allow": count(products) > 0, "reasons": ["slow"]}
+products contains i * j if {
+	some i in numbers.range(1, 4000)
+	some j in numbers.range(1, 4000)
+}
+`)
+	e := loadEngine(t, dir, Options{CacheSize: -1})
+	in := pull(member("dev@corp.example", "payments"), ActionZip, RoutePublic, "github.com/pkg/errors", "v1.0.0")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+	}()
+	d, err := e.Decide(ctx, in)
+	if err == nil {
+		t.Fatalf("Decide with a cancelled context = %+v, nil; want an error", d)
+	}
+	if !strings.Contains(err.Error(), "cancel") {
+		t.Errorf("err = %v, want one saying the evaluation was cancelled", err)
+	}
+}
