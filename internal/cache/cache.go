@@ -206,6 +206,22 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 	return e, err
 }
 
+// Fill makes sure spec's object is stored, for a request expected soon: it
+// fetches the object when it is neither stored nor remembered as missing
+// (joining a fill a client has started) and waits for that fill. It serves
+// nothing. stored reports that the object was there already.
+func (c *Cache) Fill(ctx context.Context, spec Spec) (stored bool, err error) {
+	if err := c.neg.get(spec.Key); err != nil {
+		return false, err
+	}
+	if info, err := c.store.Stat(ctx, spec.Key); err == nil && (spec.Immutable || time.Since(info.ModTime) < spec.TTL) {
+		return true, nil
+	}
+	f := c.join(spec)
+	defer f.release()
+	return false, f.wait(ctx)
+}
+
 // refresh revalidates a stale mutable object, serving the stale copy when the source
 // fails with anything but a definite not-found.
 func (c *Cache) refresh(ctx context.Context, spec Spec) (*Entry, error) {

@@ -487,3 +487,77 @@ func TestUnannouncedSmallObjectBuffered(t *testing.T) {
 		t.Fatalf("read %d bytes, %v", len(got), err)
 	}
 }
+
+// Fill stores an object for a request expected later: one fetch shared with a
+// client that asks meanwhile, none when the object is stored or known missing,
+// and a failed check stores nothing.
+func TestFill(t *testing.T) {
+	ctx := context.Background()
+	c, store := newTestCache(t)
+	src := &source{data: randomBytes(1 << 20), gate: make(chan struct{})}
+	spec := Spec{Key: "mod/example.com/m/@v/v1.0.0.zip", Immutable: true, Stream: true, Fetch: src.fetch}
+
+	filled := make(chan error, 1)
+	go func() {
+		stored, err := c.Fill(ctx, spec)
+		if stored {
+			err = errors.New("Fill reported the object stored before it was fetched")
+		}
+		filled <- err
+	}()
+	for src.fetches.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// A client asking while the fill runs joins it.
+	got := make(chan []byte, 1)
+	go func() {
+		e, err := c.Get(ctx, spec)
+		if err != nil {
+			t.Error(err)
+			got <- nil
+			return
+		}
+		b, _ := readEntry(e)
+		got <- b
+	}()
+	time.Sleep(20 * time.Millisecond)
+	close(src.gate)
+	if err := <-filled; err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, src.data) {
+		t.Errorf("the client joining the fill got %d bytes differing from the source", len(b))
+	}
+	if storagetest.Get(t, store, spec.Key) != string(src.data) {
+		t.Error("stored object differs from the source")
+	}
+	if stored, err := c.Fill(ctx, spec); !stored || err != nil {
+		t.Errorf("second Fill = %v, %v; want stored", stored, err)
+	}
+	if n := src.fetches.Load(); n != 1 {
+		t.Errorf("upstream fetches = %d, want 1", n)
+	}
+
+	missing := &source{err: derrors.New(derrors.NotFound, "not found")}
+	mspec := Spec{Key: "k/missing", Fetch: missing.fetch}
+	for range 2 {
+		if _, err := c.Fill(ctx, mspec); !errors.Is(err, derrors.NotFound) {
+			t.Fatalf("Fill of a missing object = %v, want NotFound", err)
+		}
+	}
+	if n := missing.fetches.Load(); n != 1 {
+		t.Errorf("fetches of the missing object = %d, want 1 (then the negative cache)", n)
+	}
+
+	bad := &source{data: randomBytes(1000)}
+	bspec := Spec{Key: "k/bad", Immutable: true, Fetch: bad.fetch, Check: func(*os.File, int64) error {
+		return derrors.New(derrors.BadUpstream, "checksum mismatch")
+	}}
+	if _, err := c.Fill(ctx, bspec); !errors.Is(err, derrors.BadUpstream) {
+		t.Fatalf("Fill of an object failing its check = %v, want BadUpstream", err)
+	}
+	if _, err := store.Stat(ctx, "k/bad"); !errors.Is(err, derrors.NotFound) {
+		t.Errorf("an object failing its check was stored (Stat: %v)", err)
+	}
+	assertScratchEmpty(t, store)
+}
