@@ -162,6 +162,8 @@ func Build(opts ServerOptions) (*Core, error) {
 		// private (ledger).
 		OnIntegrityFailure: m.IntegrityFailures.Inc,
 		Outage:             opts.Outage,
+		PrefetchZips:       cfg.Cache.PrefetchZips,
+		OnPrefetch:         func(result string) { m.ZipPrefetches.WithLabelValues(result).Inc() },
 	}, log)
 	if cfg.SumDB.Verify {
 		// The verifier's remote reads go through the same cache entries as the

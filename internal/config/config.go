@@ -328,6 +328,10 @@ type Cache struct {
 	// files once served (each at most 16 KiB), so warm hits skip the store; 0
 	// turns it off.
 	MemoryBytes int64 `yaml:"memory_bytes"`
+	// PrefetchZips is how many public zips are fetched and verified at once
+	// ahead of their request, each when its version's .info is first fetched;
+	// 0 turns prefetching off.
+	PrefetchZips int `yaml:"prefetch_zips"`
 }
 
 // Storage says where cached and published objects live (docs/operations.md).
@@ -524,10 +528,11 @@ func Defaults() Config {
 		Listen:  "127.0.0.1:8080",
 		Replica: host,
 		Cache: Cache{
-			Dir:         "tmp/cache",
-			ListTTL:     Duration(time.Minute),
-			NegativeTTL: Duration(time.Minute),
-			MemoryBytes: 32 << 20,
+			Dir:          "tmp/cache",
+			ListTTL:      Duration(time.Minute),
+			NegativeTTL:  Duration(time.Minute),
+			MemoryBytes:  32 << 20,
+			PrefetchZips: 4,
 		},
 		Storage: Storage{Backend: "disk"},
 		Upstream: Upstream{
@@ -641,6 +646,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.MemoryBytes < 0 {
 		errs = append(errs, "cache.memory_bytes must not be negative (0 keeps nothing in memory)")
+	}
+	if c.Cache.PrefetchZips < 0 || c.Cache.PrefetchZips > 64 {
+		errs = append(errs, fmt.Sprintf("cache.prefetch_zips %d: want a whole number between 0 (off) and 64", c.Cache.PrefetchZips))
 	}
 	if c.Upstream.Retries < 0 || c.Upstream.Retries > 10 {
 		errs = append(errs, fmt.Sprintf("upstream.retries %d: want a whole number between 0 and 10", c.Upstream.Retries))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/modgate/modgate/internal/audit"
 	"github.com/modgate/modgate/internal/config"
+	"github.com/modgate/modgate/internal/gate"
 	"github.com/modgate/modgate/internal/testing/gotest"
 	"github.com/modgate/modgate/internal/testing/proxytest"
 	"github.com/modgate/modgate/internal/testing/sumdbtest"
@@ -59,6 +60,13 @@ type verifyingProxy struct {
 
 func startVerifyingProxy(t *testing.T, upstreamURL, key, cacheDir string, mutate ...func(*config.Config)) *verifyingProxy {
 	t.Helper()
+	return startVerifyingProxyWithPolicy(t, nil, upstreamURL, key, cacheDir, mutate...)
+}
+
+// startVerifyingProxyWithPolicy is startVerifyingProxy deciding with pol (nil:
+// every caller may do everything).
+func startVerifyingProxyWithPolicy(t *testing.T, pol gate.Policy, upstreamURL, key, cacheDir string, mutate ...func(*config.Config)) *verifyingProxy {
+	t.Helper()
 	cfg := config.Defaults()
 	cfg.Cache.Dir = cacheDir
 	cfg.Upstream.Proxies = upstreamURL
@@ -74,7 +82,11 @@ func startVerifyingProxy(t *testing.T, upstreamURL, key, cacheDir string, mutate
 		t.Fatal(err)
 	}
 	p := &verifyingProxy{CacheDir: cacheDir, Audit: &memAuditor{}, Registry: prometheus.NewRegistry()}
-	s, err := app.NewServer(app.ServerOptions{Config: cfg, Audit: p.Audit, Registry: p.Registry})
+	opts := app.ServerOptions{Config: cfg, Audit: p.Audit, Registry: p.Registry}
+	if pol != nil {
+		opts.Policy = pol
+	}
+	s, err := app.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

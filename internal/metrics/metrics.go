@@ -24,6 +24,9 @@ type Metrics struct {
 	// AuthFailures counts refused credentials by kind (oidc, api-token, mtls, or
 	// empty when malformed) and reason (auth.FailureReason).
 	AuthFailures *prometheus.CounterVec
+	// ZipPrefetches counts public zips fetched ahead of their request, by
+	// result (fetched, cached, failed, dropped).
+	ZipPrefetches *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them on reg.
@@ -76,7 +79,11 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "modgate_auth_failures_total",
 		Help: "Refused credentials (API tokens, OIDC tokens, client certificates), by kind and reason.",
 	}, []string{"kind", "reason"})
-	reg.MustRegister(m.IntegrityFailures, m.RateLimited, m.AuthFailures)
+	m.ZipPrefetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modgate_zip_prefetches_total",
+		Help: "Public module zips fetched into the cache when their .info was first asked for, by result: fetched, cached (already stored), failed, dropped (queue full).",
+	}, []string{"result"})
+	reg.MustRegister(m.IntegrityFailures, m.RateLimited, m.AuthFailures, m.ZipPrefetches)
 	reg.MustRegister(m.Requests, m.RequestDuration, m.BytesServed, m.Cache,
 		m.UpstreamFetches, m.UpstreamLatency, m.InflightFetches, m.AuditFailures)
 	return m

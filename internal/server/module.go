@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,8 +11,10 @@ import (
 
 	"github.com/modgate/modgate/internal/cache"
 	"github.com/modgate/modgate/internal/derrors"
+	"github.com/modgate/modgate/internal/gate"
 	"github.com/modgate/modgate/internal/goproxy"
 	"github.com/modgate/modgate/internal/policy"
+	"github.com/modgate/modgate/internal/route"
 )
 
 // handleModule serves the GOPROXY protocol: parse, decide (gate), then answer
@@ -90,6 +93,22 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 	}
 	defer e.Close()
 	s.serveEntry(w, r, e, req.Kind.ContentType(), req.Immutable())
+	if e.Result == "miss" && req.Kind == goproxy.KindInfo && !req.IsQuery() && !rt.Private() {
+		s.prefetchZip(ctx, gr, rt, req)
+	}
+}
+
+// prefetchZip has the zip of a version whose .info was just fetched upstream
+// fetched ahead of its request (source.Sources.PrefetchZip), when the caller
+// may pull that zip: modgate fetches nothing on a caller's behalf that the
+// policy would not give them. The decision is not audited; the zip request,
+// when it comes, is.
+func (s *Server) prefetchZip(ctx context.Context, gr gate.Request, rt route.Route, req goproxy.Request) {
+	gr.Action = policy.ActionZip
+	if _, _, err := s.gate.Authorize(ctx, gr); err != nil {
+		return
+	}
+	s.src.PrefetchZip(rt, req)
 }
 
 // writeVersionList answers @v/list with versions, one per line.

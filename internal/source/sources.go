@@ -40,6 +40,11 @@ type Config struct {
 	// Outage, when set, is read while PostgreSQL is unreachable to route and
 	// check private versions (outage.go).
 	Outage OutageCopy
+	// PrefetchZips is how many public zips are fetched at once ahead of their
+	// request (prefetch.go); 0 turns prefetching off.
+	PrefetchZips int
+	// OnPrefetch, when set, is called with each prefetch's result (for metrics).
+	OnPrefetch func(result string)
 }
 
 // Sources answers GOPROXY requests for every route through the cache: public
@@ -53,6 +58,7 @@ type Sources struct {
 	ledger    Ledger     // nil: no database
 	cfg       Config
 	log       *slog.Logger
+	prefetch  *prefetcher // nil: off
 }
 
 // New returns Sources. git, published and ledger may be nil.
@@ -60,7 +66,15 @@ func New(c *cache.Cache, public *Public, git *Git, published *Published, ledger 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Sources{cache: c, public: public, git: git, published: published, ledger: ledger, cfg: cfg, log: log}
+	s := &Sources{cache: c, public: public, git: git, published: published, ledger: ledger, cfg: cfg, log: log}
+	if cfg.PrefetchZips > 0 {
+		count := cfg.OnPrefetch
+		if count == nil {
+			count = func(string) {}
+		}
+		s.prefetch = &prefetcher{cache: c, workers: cfg.PrefetchZips, count: count, log: log}
+	}
+	return s
 }
 
 // Cache returns the object cache.
