@@ -77,14 +77,7 @@ func TestZipPrefetchedOnInfo(t *testing.T) {
 
 	// The go command then gets the zip from the cache, with the right hash.
 	g := gotest.New(t, "GOPROXY="+mg.URL, "GOSUMDB="+db.Key())
-	out, stderr, err := g.Run("", "mod", "download", "-json", proxytest.HelloPath+"@v1.0.0")
-	if err != nil {
-		t.Fatalf("go mod download: %v\n%s\n%s", err, stderr, out)
-	}
-	zipSum, _ := upstream.Sums(t, proxytest.HelloPath, "v1.0.0")
-	if d := parseDownloads(t, out); len(d) != 1 || d[0].Sum != zipSum {
-		t.Errorf("go mod download = %+v, want Sum %s", d, zipSum)
-	}
+	downloadOne(t, g, upstream, proxytest.HelloPath, "v1.0.0")
 	if n := upstream.Hits(helloZip); n != 1 {
 		t.Errorf("%s fetched upstream %d times, want 1", helloZip, n)
 	}

@@ -144,6 +144,20 @@ func TestGoCommandThroughModgate(t *testing.T) {
 	})
 }
 
+// downloadOne runs `go mod download -json path@version` and checks that the go
+// command got the zip hash of the upstream's fixture.
+func downloadOne(t *testing.T, g *gotest.Go, upstream *proxytest.Server, path, version string) {
+	t.Helper()
+	stdout, stderr, err := g.Run("", "mod", "download", "-json", path+"@"+version)
+	if err != nil {
+		t.Fatalf("go mod download %s@%s: %v\n%s\n%s", path, version, err, stderr, stdout)
+	}
+	zipSum, _ := upstream.Sums(t, path, version)
+	if d := parseDownloads(t, stdout); len(d) != 1 || d[0].Sum != zipSum {
+		t.Errorf("go mod download %s@%s = %+v, want Sum %s", path, version, d, zipSum)
+	}
+}
+
 func assertRequires(t *testing.T, dir, want string) {
 	t.Helper()
 	gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
