@@ -552,26 +552,26 @@ func TestWriterSpoolFull(t *testing.T) {
 	}
 }
 
-// TestShipDelayGathersCommits: commits that arrive one after another reach
-// PostgreSQL in a few inserts, not one each, and every row still arrives; with
-// the delay off each commit is shipped on its own.
+// Commits spaced a few milliseconds apart gather into a few inserts with the
+// ship delay, however slow the machine (at most one insert per delay elapsed,
+// plus the first and the last). The control: without the delay, a commit that
+// reaches the shipper alone (the test waits for each row) is shipped at once.
 func TestShipDelayGathersCommits(t *testing.T) {
 	t.Parallel()
 	const events = 60
 	for _, tc := range []struct {
-		name       string
-		delay      time.Duration
-		maxInserts int
-		minInserts int
+		name  string
+		delay time.Duration
 	}{
-		{"delayed", 400 * time.Millisecond, 6, 1},
-		{"at-once", -1, events, events / 4},
+		{"delayed", 400 * time.Millisecond},
+		{"at-once", -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			pool, _ := pgtest.NewPool(t)
 			w := startWriter(t, pool, WriterConfig{ShipDelay: tc.delay})
 			var ids []string
+			start := time.Now()
 			for i := range events {
 				ev := testEvent(i)
 				ev.EventID = newUUIDv7(time.Now())
@@ -579,17 +579,31 @@ func TestShipDelayGathersCommits(t *testing.T) {
 					t.Fatal(err)
 				}
 				ids = append(ids, ev.EventID)
-				time.Sleep(2 * time.Millisecond) // let the shipper see each commit alone
+				if tc.delay < 0 {
+					waitFor(t, "the event in PostgreSQL", func() bool {
+						rows, _ := rowCounts(t, pool)
+						return rows == i+1
+					})
+				} else {
+					time.Sleep(2 * time.Millisecond)
+				}
 			}
+			elapsed := time.Since(start)
 			waitFor(t, "every event in PostgreSQL", func() bool {
 				rows, _ := rowCounts(t, pool)
 				return rows == events
 			})
 			assertAllPresent(t, pool, ids)
 			inserts := int(histogramCount(t, w.m.writeLatency))
-			t.Logf("%d events shipped in %d inserts", events, inserts)
-			if inserts < tc.minInserts || inserts > tc.maxInserts {
-				t.Errorf("%d events shipped in %d inserts, want %d..%d", events, inserts, tc.minInserts, tc.maxInserts)
+			t.Logf("%d events over %v shipped in %d inserts", events, elapsed, inserts)
+			if tc.delay < 0 {
+				if inserts < events {
+					t.Errorf("without the delay, %d events shipped one at a time took %d inserts, want %d", events, inserts, events)
+				}
+				return
+			}
+			if most := int(elapsed/tc.delay) + 2; inserts > most || inserts > events/4 {
+				t.Errorf("%d events over %v shipped in %d inserts, want at most %d (and under %d)", events, elapsed, inserts, most, events/4)
 			}
 		})
 	}
