@@ -93,7 +93,7 @@ func (s *Server) handleModule(w http.ResponseWriter, r *http.Request) {
 	}
 	defer e.Close()
 	s.serveEntry(w, r, e, req.Kind.ContentType(), req.Immutable())
-	if e.Result == "miss" && req.Kind == goproxy.KindInfo && !req.IsQuery() && !rt.Private() {
+	if e.Result == "miss" && s.src.PrefetchesZip(rt, req) {
 		s.prefetchZip(ctx, gr, rt, req)
 	}
 }

@@ -81,12 +81,19 @@ func (p *prefetcher) work() {
 	}
 }
 
+// PrefetchesZip reports whether PrefetchZip would queue req's zip: prefetching
+// is on, and req is the .info of a public canonical version. Only public
+// versions are prefetched: a private zip is built from git and pinned in the
+// ledger, work done only for a client that asks.
+func (s *Sources) PrefetchesZip(rt route.Route, req goproxy.Request) bool {
+	return s.prefetch != nil && !rt.Private() && req.Kind == goproxy.KindInfo && !req.IsQuery()
+}
+
 // PrefetchZip fetches req's zip into the cache in the background, req being a
 // canonical version's .info just fetched for a caller the gate allows to pull
-// the zip too. Only public versions are prefetched: a private zip is built from
-// git and pinned in the ledger, work done only for a client that asks.
+// the zip too.
 func (s *Sources) PrefetchZip(rt route.Route, req goproxy.Request) {
-	if s.prefetch == nil || rt.Private() || req.Kind != goproxy.KindInfo || req.IsQuery() {
+	if !s.PrefetchesZip(rt, req) {
 		return
 	}
 	req.Kind = goproxy.KindZip
