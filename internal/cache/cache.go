@@ -57,6 +57,12 @@ type Spec struct {
 	Check func(f *os.File, size int64) error
 }
 
+// fresh reports whether a copy of the object stored at modTime may be served
+// without asking the source.
+func (s Spec) fresh(modTime time.Time) bool {
+	return s.Immutable || time.Since(modTime) < s.TTL
+}
+
 // Entry is a servable object. Exactly one of Object and Stream is set.
 type Entry struct {
 	// Object is a stored object; it supports Seek, so byte ranges can be served.
@@ -154,7 +160,7 @@ func (c *Cache) Get(ctx context.Context, spec Spec) (*Entry, error) {
 	switch {
 	case err == nil:
 		info := obj.Info()
-		if spec.Immutable || time.Since(info.ModTime) < spec.TTL {
+		if spec.fresh(info.ModTime) {
 			c.m.Cache.WithLabelValues("hit").Inc()
 			if inMemory {
 				obj = c.remember(spec.Key, obj, info)
@@ -214,7 +220,7 @@ func (c *Cache) Fill(ctx context.Context, spec Spec) (stored bool, err error) {
 	if err := c.neg.get(spec.Key); err != nil {
 		return false, err
 	}
-	if info, err := c.store.Stat(ctx, spec.Key); err == nil && (spec.Immutable || time.Since(info.ModTime) < spec.TTL) {
+	if info, err := c.store.Stat(ctx, spec.Key); err == nil && spec.fresh(info.ModTime) {
 		return true, nil
 	}
 	f := c.join(spec)
@@ -329,7 +335,7 @@ func (c *Cache) run(f *fill, spec Spec) {
 // waited for the fill lock, or nil when the store has no servable copy.
 func (c *Cache) storedByPeer(ctx context.Context, spec Spec) *Fetched {
 	info, err := c.store.Stat(ctx, spec.Key)
-	if err != nil || !(spec.Immutable || time.Since(info.ModTime) < spec.TTL) {
+	if err != nil || !spec.fresh(info.ModTime) {
 		return nil
 	}
 	obj, err := c.store.Open(ctx, spec.Key)
