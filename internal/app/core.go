@@ -201,6 +201,7 @@ func Build(opts ServerOptions) (*Core, error) {
 		RateLimit:         cfg.Server.RateLimit,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.Server.IdleTimeout.D(),
+		HTTP2:             cfg.Server.HTTP2,
 		PublishMaxZipSize: cfg.Publish.MaxZipSize,
 
 		WriteTimeout:         cfg.Server.WriteTimeout.D(),

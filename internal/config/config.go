@@ -466,6 +466,11 @@ type Server struct {
 	MetricsTokenFile string `yaml:"metrics_token_file"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// HTTP2 offers HTTP/2 to TLS clients beside HTTP/1.1 (ALPN). Off, every
+	// client speaks HTTP/1.1: the go command then downloads a large graph over
+	// several connections instead of one, which measured faster here
+	// (docs/benchmarks.md). Without TLS modgate speaks HTTP/1.1 only.
+	HTTP2 bool `yaml:"http2"`
 	// RateLimit bounds each identity's request rate (429 with Retry-After beyond).
 	RateLimit RateLimit `yaml:"rate_limit"`
 }
@@ -566,6 +571,7 @@ func Defaults() Config {
 			WriteTimeout:         Duration(60 * time.Second),
 			WriteProgressTimeout: Duration(30 * time.Second),
 			ShutdownTimeout:      Duration(30 * time.Second),
+			HTTP2:                true,
 			RateLimit:            RateLimit{RequestsPerSecond: 1000, Burst: 5000, Unauthenticated: UnauthenticatedLimit{RequestsPerSecond: 5, Burst: 50, SummaryInterval: Duration(time.Minute)}},
 		},
 		VulnDB: defaultVulnDB(),

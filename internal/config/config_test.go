@@ -49,6 +49,16 @@ func TestLoad(t *testing.T) {
 				t.Errorf("database.statement_timeout = %v, want 0", c.Database.StatementTimeout.D())
 			}
 		}},
+		{name: "ok/http2-default-on", yaml: "", check: func(t *testing.T, c Config) {
+			if !c.Server.HTTP2 {
+				t.Error("server.http2 = false by default, want true")
+			}
+		}},
+		{name: "ok/http2-off", yaml: "server:\n  http2: false\n", check: func(t *testing.T, c Config) {
+			if c.Server.HTTP2 {
+				t.Error("server.http2: false loaded as true")
+			}
+		}},
 		{name: "fail/statement-timeout-tiny", yaml: "database:\n  statement_timeout: 10ms\n", wantErr: "database.statement_timeout must be 0 (off) or at least 100ms"},
 		{name: "fail/statement-timeout-negative", yaml: "database:\n  statement_timeout: -1s\n", wantErr: "database.statement_timeout must be 0 (off) or at least 100ms"},
 		{name: "fail/unknown-key", yaml: "cache:\n  ttl: 5m\n", wantErr: "line 2: unknown key cache.ttl"},

@@ -75,6 +75,8 @@ type Settings struct {
 	RateLimit config.RateLimit
 	// ReadHeaderTimeout and IdleTimeout are the HTTP server's.
 	ReadHeaderTimeout, IdleTimeout time.Duration
+	// HTTP2 offers HTTP/2 to TLS clients; false serves HTTP/1.1 only.
+	HTTP2 bool
 	// WriteTimeout bounds writing a whole response on routes other than the
 	// module objects; WriteProgressTimeout bounds each write of a module object
 	// (deadline.go). Zero disables either.
@@ -240,6 +242,9 @@ func (d dispatch) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // exports, the console, the vulnerability database and publish (whose upload may
 // take longer than the whole-response deadline before its answer is written).
 func (s *Server) HTTPServer(addr string) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(s.set.HTTP2) // net/http offers h2 in ALPN only when set
 	return &http.Server{
 		Addr:              addr,
 		Handler:           s.Handler(),
@@ -247,6 +252,7 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 		IdleTimeout:       s.set.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		Protocols:         &protocols,
 	}
 }
 
